@@ -1,0 +1,93 @@
+//! `Cancelled`: the error every treeloop await point returns inside a cancelled region.
+//!
+//! # Ground rules
+//!
+//! - Cancellation is a *mark* on a node of the task tree (see [`crate::tree`]), never an
+//!   interruption: synchronous code runs to its next await point undisturbed (SPEC R6).
+//! - The mark is level-triggered: an await point reads it every time it is polled, so a
+//!   cancelled task sees `Err(Cancelled)` again and again until it leaves the region.
+//! - The first cancellation of a node wins: its [`CancelReason`] is the one reported.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+/// Where a cancellation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// Somebody asked: `JoinHandle::cancel`, `JoinHandle::abort`, or a scope's `cancel`.
+    Explicit,
+    /// A deadline passed (`time::timeout`).
+    Deadline,
+    /// A task in the region failed (returned an error or panicked), so the rest of the
+    /// region is cancelled.
+    Failure,
+    /// The whole runtime is shutting down (the root was cancelled, e.g. by Ctrl-C).
+    Shutdown,
+}
+
+impl CancelReason {
+    fn describe(self) -> &'static str {
+        match self {
+            CancelReason::Explicit => "cancel was requested",
+            CancelReason::Deadline => "a deadline passed",
+            CancelReason::Failure => "a task in the same region failed",
+            CancelReason::Shutdown => "the runtime is shutting down",
+        }
+    }
+}
+
+/// The error a treeloop await point returns inside a cancelled region.
+///
+/// Propagate it with `?`; run cleanup that must await inside [`crate::shield`].
+///
+/// ```
+/// use treeloop_executor::{CancelReason, Cancelled};
+///
+/// let err = Cancelled::new(CancelReason::Deadline);
+/// assert_eq!(err.reason(), CancelReason::Deadline);
+/// let io: std::io::Error = err.into();
+/// assert_eq!(Cancelled::from_io(&io), Some(err));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cancelled {
+    /// Where the cancellation came from.
+    reason: CancelReason,
+}
+
+impl Cancelled {
+    /// A `Cancelled` with the given origin.
+    pub fn new(reason: CancelReason) -> Self {
+        Cancelled { reason }
+    }
+
+    /// Where the cancellation came from.
+    pub fn reason(&self) -> CancelReason {
+        self.reason
+    }
+
+    /// The `Cancelled` inside an `io::Error` made by `From<Cancelled>`, if it is one.
+    pub fn from_io(err: &io::Error) -> Option<Cancelled> {
+        err.get_ref()?.downcast_ref::<Cancelled>().copied()
+    }
+}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "operation cancelled: {}", self.reason.describe())
+    }
+}
+
+impl Error for Cancelled {}
+
+/// Cancellation as an I/O error, so `?` works in functions returning `io::Result`.
+///
+/// The kind is `ErrorKind::Other`, deliberately not `Interrupted`: many I/O loops retry
+/// `Interrupted` at once, and since cancellation is level-triggered such a retry would spin
+/// forever instead of unwinding. Use [`Cancelled::from_io`] to recognise it.
+impl From<Cancelled> for io::Error {
+    fn from(cancelled: Cancelled) -> io::Error {
+        io::Error::other(cancelled)
+    }
+}

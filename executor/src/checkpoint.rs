@@ -1,0 +1,79 @@
+//! The simplest await points: look at the cancellation mark, and yield.
+//!
+//! Every treeloop await point starts with [`cancelled_here`]: one thread-local read and one
+//! slab lookup of the current node's mark (the tree keeps marks pushed down to every node, so
+//! nothing is walked). Leaf futures of other crates (timers, sockets, channels) call it too.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::cancel::Cancelled;
+use crate::context;
+
+/// The cancellation of the region being polled right now, if it is cancelled.
+///
+/// `None` outside a runtime (there is no tree to be cancelled in) and inside a shield whose
+/// own region is not cancelled (R11).
+pub fn cancelled_here() -> Option<Cancelled> {
+    context::with_core(|core| {
+        let tree = core.tree.borrow();
+        let current = core.current.get();
+        tree.get(current)
+            .and_then(|node| node.cancel)
+            .map(Cancelled::new)
+    })
+    .flatten()
+}
+
+/// Yields once to the other tasks; `Err(Cancelled)` in a cancelled region, before and after
+/// the yield (R6). The way for a long computation to be both fair and cancellable.
+///
+/// ```
+/// # treeloop_executor::block_on(async {
+/// for _chunk in 0..3 {
+///     // ... a slice of synchronous work ...
+///     treeloop_executor::checkpoint().await?;
+/// }
+/// # Ok::<(), treeloop_executor::Cancelled>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "a checkpoint does nothing unless awaited"]
+pub fn checkpoint() -> Checkpoint {
+    Checkpoint { yielded: false }
+}
+
+/// Another name for [`checkpoint`], for readers coming from tokio or smol.
+#[must_use = "yield_now does nothing unless awaited"]
+pub fn yield_now() -> Checkpoint {
+    checkpoint()
+}
+
+/// The future of [`checkpoint`] and [`yield_now`].
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Returned `Pending` once already.
+    yielded: bool,
+}
+
+impl Future for Checkpoint {
+    type Output = Result<(), Cancelled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(
+            context::in_runtime(),
+            "checkpoint/yield_now polled outside a treeloop runtime: await it inside \
+             `treeloop::block_on` (or a task spawned from it)"
+        );
+        if let Some(cancelled) = cancelled_here() {
+            return Poll::Ready(Err(cancelled));
+        }
+        if self.yielded {
+            return Poll::Ready(Ok(()));
+        }
+        self.yielded = true;
+        // To the back of the run queue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,74 @@
+//! Which runtime is running on this thread, and which node of its tree is being polled.
+//!
+//! # Ground rules
+//!
+//! - `CONTEXT` is set by [`enter`] for the duration of a `block_on` and cleared by the guard
+//!   it returns, even when unwinding. Setting it twice on one thread is the nested-`block_on`
+//!   mistake and panics with the fix.
+//! - Everything else only *reads* it: a shared borrow of the thread-local, never held while
+//!   user code runs (the executor polls tasks through its own `Rc<Core>`, not through here).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::executor::Core;
+
+thread_local! {
+    /// The runtime running on this thread, if any.
+    static CONTEXT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the runtime running on this thread; `None` outside a runtime (or while the
+/// thread is being torn down).
+pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    CONTEXT
+        .try_with(|cell| cell.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
+}
+
+/// Like [`with_core`], but a missing runtime is the caller's mistake: panic naming `what`.
+#[track_caller]
+pub(crate) fn expect_core<R>(what: &str, f: impl FnOnce(&Rc<Core>) -> R) -> R {
+    match with_core(f) {
+        Some(r) => r,
+        None => panic!(
+            "{what} called outside a treeloop runtime: call it inside `treeloop::block_on` \
+             (or a task spawned from it)"
+        ),
+    }
+}
+
+/// Clears `CONTEXT` when dropped.
+pub(crate) struct EnterGuard(());
+
+/// Makes `core` this thread's runtime until the guard is dropped.
+pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        assert!(
+            slot.is_none(),
+            "block_on called inside a treeloop runtime: a nested block_on would stall the event \
+             loop; `.await` the future instead, or `treeloop::spawn` it"
+        );
+        *slot = Some(core);
+    });
+    EnterGuard(())
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        // Take the core out first and drop it after the borrow ends: dropping it may run
+        // destructors that look at CONTEXT.
+        let core = CONTEXT
+            .try_with(|cell| cell.borrow_mut().take())
+            .ok()
+            .flatten();
+        drop(core);
+    }
+}
+
+/// Whether this thread is inside a treeloop runtime.
+pub fn in_runtime() -> bool {
+    with_core(|_| ()).is_some()
+}

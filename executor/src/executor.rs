@@ -1,0 +1,356 @@
+//! The loop: poll the root, run a batch of tasks, park; until the whole tree has finished.
+//!
+//! # Ground rules
+//!
+//! - One thread. [`Core`] lives in an `Rc` on the loop thread; other threads only ever reach
+//!   [`Shared`] through wakers.
+//! - No `RefCell` borrow of the core is held while user code runs: a borrow is taken, a fact
+//!   read or a node changed, and the borrow ends before any poll, drop or wake.
+//! - `block_on` returns only when the root future has returned *and* the root node has no
+//!   children left (R3). Panics are caught where they happen and re-raised only then, after
+//!   every cleanup has run (R17).
+//!
+//! # The phases of one turn
+//!
+//! ```text
+//!  ┌─> 1. root: poll the block_on future if it was woken
+//!  │   2. done? root returned and no child left -> return
+//!  │   3. tick: move remote wakes into the local queue, run up to EVENT_INTERVAL tasks
+//!  │   4. park: nothing runnable -> block (or jump virtual time); else only collect events
+//!  └───────────────────────────────────────────────────────────────────────────────────────
+//! ```
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use crate::cancel::CancelReason;
+use crate::context;
+use crate::park::{Park, ParkMode, Unpark};
+use crate::queue::{RunQueue, Shared};
+use crate::tree::{Key, NodeKind, NodeRef, Tree};
+
+/// A panic payload, as `catch_unwind` returns it.
+pub(crate) type Payload = Box<dyn Any + Send + 'static>;
+
+/// How many tasks one tick runs before the loop looks at I/O and timers again. Bounds how
+/// long a burst of ready tasks can keep events waiting (61, like tokio: prime, so it does
+/// not beat in step with power-of-two batch sizes in user code).
+const EVENT_INTERVAL: usize = 61;
+
+/// Whether the runtime is running normally or dropping every task by force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Tasks run, cancellation is cooperative.
+    Running,
+    /// The runtime is being dropped with tasks alive: each task's future is dropped at its
+    /// next poll and the tree is no longer maintained.
+    TearingDown,
+}
+
+/// What one tick did: facts a test or a trace can assert on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Tasks polled.
+    pub polled: usize,
+    /// Wakes from other threads moved into the local queue.
+    pub injected: usize,
+}
+
+/// The loop-thread state of one runtime.
+pub(crate) struct Core {
+    /// Every live task, shield and root, with parent links and cancellation marks.
+    pub(crate) tree: RefCell<Tree>,
+    /// Runnable tasks woken on this thread.
+    pub(crate) queue: RefCell<RunQueue>,
+    /// The part other threads reach through wakers.
+    pub(crate) shared: Arc<Shared>,
+    /// The innermost node being polled: a task, a shield inside it, or the root. Await
+    /// points read its mark; `spawn` makes it the parent.
+    pub(crate) current: Cell<Key>,
+    /// The budget of leaf-future completions left in the current poll (see `coop`).
+    pub(crate) budget: Cell<u32>,
+    /// Panics that nobody can take from a `JoinHandle`, with where the task was spawned;
+    /// `block_on` re-raises the first.
+    pub(crate) unhandled: RefCell<Vec<(Payload, &'static Location<'static>)>>,
+    /// Running, or tearing down.
+    pub(crate) mode: Cell<Mode>,
+}
+
+impl Core {
+    /// Marks `key`'s subtree cancelled and wakes every task in it.
+    pub(crate) fn cancel(&self, key: Key, reason: CancelReason) {
+        let mut wake = Vec::new();
+        self.tree.borrow_mut().cancel(key, reason, &mut wake);
+        // Release the borrow before waking: a waker may re-enter the runtime.
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Removes a childless node and wakes whoever was waiting for it to go.
+    pub(crate) fn finish(&self, key: Key) {
+        let mut wake = Vec::new();
+        self.tree.borrow_mut().finish(key, &mut wake);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Records a panic nobody will take from a handle and cancels the region it happened in
+    /// (R17): `region` is the panicking task's parent, if it is still alive.
+    pub(crate) fn report_unhandled(
+        &self,
+        region: Option<NodeRef>,
+        payload: Payload,
+        spawned_at: &'static Location<'static>,
+    ) {
+        self.unhandled.borrow_mut().push((payload, spawned_at));
+        let alive = region.and_then(|r| self.tree.borrow().resolve(r));
+        if let Some(key) = alive {
+            self.cancel(key, CancelReason::Failure);
+        }
+    }
+
+    /// Makes `key` the current node until the guard drops (also when unwinding).
+    pub(crate) fn enter_node(&self, key: Key) -> CurrentGuard<'_> {
+        let previous = self.current.replace(key);
+        CurrentGuard {
+            core: self,
+            previous,
+        }
+    }
+
+    /// Moves remote wakes into the local queue, then runs up to [`EVENT_INTERVAL`] tasks.
+    fn tick(&self) -> Tick {
+        let mut tick = Tick::default();
+        {
+            let mut queue = self.queue.borrow_mut();
+            while let Some(runnable) = self.shared.injector.pop() {
+                queue.push(runnable);
+                tick.injected += 1;
+            }
+        }
+        while tick.polled < EVENT_INTERVAL {
+            // The borrow ends with the statement: the task runs without it.
+            let Some(runnable) = self.queue.borrow_mut().pop() else {
+                break;
+            };
+            runnable.run();
+            tick.polled += 1;
+        }
+        tick
+    }
+
+    /// Drops every task's future, on this thread, without waiting for cooperation: used when
+    /// the runtime goes away with tasks alive (only after a bug or an abandoned `block_on`).
+    fn tear_down(&self) {
+        self.mode.set(Mode::TearingDown);
+        // Waking schedules every idle task; tasks already queued stay queued once.
+        let wakers = self.tree.borrow().task_wakers();
+        wakers.into_iter().for_each(Waker::wake);
+        loop {
+            while let Some(runnable) = self.shared.injector.pop() {
+                self.queue.borrow_mut().push(runnable);
+            }
+            let Some(runnable) = self.queue.borrow_mut().pop() else {
+                break;
+            };
+            // A task in teardown drops its future and completes without polling it.
+            runnable.run();
+        }
+        self.tree.borrow_mut().clear();
+        self.mode.set(Mode::Running);
+    }
+}
+
+/// Restores the previous current node.
+pub(crate) struct CurrentGuard<'a> {
+    core: &'a Core,
+    previous: Key,
+}
+
+impl Drop for CurrentGuard<'_> {
+    fn drop(&mut self) {
+        self.core.current.set(self.previous);
+    }
+}
+
+/// The waker of the `block_on` future: a flag the loop checks, plus an unpark when the loop
+/// sleeps. `Send + Sync`, since the root may hand its waker to another thread.
+struct RootWaker {
+    /// Set by a wake, cleared by the loop right before it polls the root.
+    woken: AtomicBool,
+    /// To unpark the loop.
+    shared: Arc<Shared>,
+}
+
+impl futures_task::ArcWake for RootWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.woken.store(true, Ordering::SeqCst);
+        arc_self.shared.notify();
+    }
+}
+
+/// A single-threaded executor whose scheduler owns the task tree.
+///
+/// The facade crate pairs it with the reactor; on its own it runs with any [`Park`].
+pub struct Executor {
+    /// Everything the loop and the tasks share on this thread.
+    core: Rc<Core>,
+}
+
+impl Executor {
+    /// An executor that interrupts its park with `unparker` when woken from another thread.
+    pub fn new(unparker: Arc<dyn Unpark>) -> Self {
+        Executor {
+            core: Rc::new(Core {
+                tree: RefCell::new(Tree::new()),
+                queue: RefCell::new(RunQueue::new()),
+                shared: Arc::new(Shared::new(unparker)),
+                current: Cell::new(Key::MAX),
+                budget: Cell::new(0),
+                unhandled: RefCell::new(Vec::new()),
+                mode: Cell::new(Mode::Running),
+            }),
+        }
+    }
+
+    /// Number of live tasks, shields and roots in the tree.
+    pub fn live_nodes(&self) -> usize {
+        self.core.tree.borrow().len()
+    }
+
+    /// Runs `future` as the root of a task tree until it and every task spawned under it
+    /// have finished, parking in `park` whenever nothing is runnable.
+    ///
+    /// # Panics
+    ///
+    /// When called inside a running treeloop runtime on this thread (nested `block_on`),
+    /// and, after every task has finished, with the first panic nobody took from a
+    /// `JoinHandle` (the root's own panic first).
+    #[track_caller]
+    pub fn block_on<F: Future, P: Park>(&self, future: F, park: &mut P) -> F::Output {
+        let location = Location::caller();
+        let _context = context::enter(self.core.clone());
+        // If this frame unwinds (a bug, or a Park that panicked), drop every task here,
+        // on the loop thread, instead of leaking them into wakers held elsewhere.
+        let _teardown = TeardownOnUnwind(&self.core);
+        let core = &*self.core;
+
+        let root = core
+            .tree
+            .borrow_mut()
+            .insert(None, NodeKind::Root, location)
+            .key;
+        let root_waker = Arc::new(RootWaker {
+            woken: AtomicBool::new(true),
+            shared: core.shared.clone(),
+        });
+        let waker = futures_task::waker(root_waker.clone());
+        core.tree.borrow_mut().node_mut(root).waker = Some(waker.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        let mut outcome: Option<Result<F::Output, Payload>> = None;
+
+        loop {
+            // 1. The root, when woken. It runs like a task: current node, fresh budget.
+            if outcome.is_none() && root_waker.woken.swap(false, Ordering::SeqCst) {
+                let polled = {
+                    let _current = core.enter_node(root);
+                    crate::coop::reset_budget(core);
+                    panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+                };
+                match polled {
+                    Ok(Poll::Pending) => {}
+                    Ok(Poll::Ready(value)) => outcome = Some(Ok(value)),
+                    Err(payload) => {
+                        // The root failed: its children are cancelled, then it re-raises.
+                        outcome = Some(Err(payload));
+                        core.cancel(root, CancelReason::Failure);
+                    }
+                }
+            }
+            // 2. Done when the root returned and the whole tree below it finished.
+            if outcome.is_some() && !core.tree.borrow().has_children(root) {
+                break;
+            }
+            // 3. Run a batch of tasks.
+            core.tick();
+            // 4. Park: block only when nothing at all is runnable.
+            let runnable = !core.queue.borrow().is_empty()
+                || root_waker.woken.load(Ordering::SeqCst)
+                || !core.shared.injector.is_empty();
+            if runnable {
+                park.park(ParkMode::NoWait);
+            } else {
+                self.park_idle(park, &root_waker);
+            }
+        }
+
+        core.finish(root);
+        let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
+        let mut panics = unhandled.into_iter();
+        match outcome {
+            Some(Ok(value)) => match panics.next() {
+                None => value,
+                Some((first, _)) => {
+                    report_extra_panics(panics);
+                    panic::resume_unwind(first)
+                }
+            },
+            Some(Err(root_panic)) => {
+                report_extra_panics(panics);
+                panic::resume_unwind(root_panic)
+            }
+            None => unreachable!("the loop only ends once the root has an outcome"),
+        }
+    }
+
+    /// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of
+    /// the handshake in `Shared::push_remote`: set it, *then* look for work one last time.
+    fn park_idle<P: Park>(&self, park: &mut P, root: &RootWaker) {
+        let shared = &self.core.shared;
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if shared.injector.is_empty() && !root.woken.load(Ordering::SeqCst) {
+            park.park(ParkMode::Wait);
+        }
+        shared.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if self.core.tree.borrow().len() > 0 {
+            let _context = (!context::in_runtime()).then(|| context::enter(self.core.clone()));
+            self.core.tear_down();
+        }
+        self.core.shared.closed.store(true, Ordering::Release);
+        // Whatever was woken meanwhile has no future left: just free it.
+        while self.core.shared.injector.pop().is_some() {}
+    }
+}
+
+/// Tears the tree down if `block_on` unwinds.
+struct TeardownOnUnwind<'a>(&'a Core);
+
+impl Drop for TeardownOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.tear_down();
+        }
+    }
+}
+
+/// Panics beyond the first one `block_on` re-raises: not lost, reported.
+fn report_extra_panics(rest: impl Iterator<Item = (Payload, &'static Location<'static>)>) {
+    for (payload, spawned_at) in rest {
+        crate::report::report(format_args!(
+            "treeloop: the task spawned at {spawned_at} panicked too (block_on re-raises the \
+             first panic): {}",
+            crate::join::panic_message(&payload)
+        ));
+    }
+}

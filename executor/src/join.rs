@@ -1,0 +1,319 @@
+//! `JoinHandle`: await a task's outcome, cancel or abort it.
+//!
+//! # Ground rules
+//!
+//! - The handle resolves when the task has *finished*: its future returned and every
+//!   descendant finished (R2). It is a treeloop await point: in a cancelled region it returns
+//!   `Err(JoinError)` with [`JoinError::is_cancelled`], and leaves the task's outcome (a panic
+//!   payload included) in place for a later join (R6, R17).
+//! - Dropping the handle neither detaches nor cancels: the task stays its parent's child and
+//!   its parent still waits for it. Its panic, now unobservable, is reported to the runtime.
+//! - The outcome can be taken once. Polling again after that is a bug in the caller and
+//!   panics saying so.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use async_task::FallibleTask;
+
+use crate::cancel::{CancelReason, Cancelled};
+use crate::context;
+use crate::coop;
+use crate::executor::Payload;
+use crate::task::Outcome;
+use crate::tree::{JoinInterest, NodeRef, Phase, TaskId};
+
+/// An owned permission to await a spawned task's outcome, and to cancel it.
+///
+/// ```
+/// # treeloop_executor::block_on(async {
+/// let handle = treeloop_executor::spawn(async { 6 * 7 });
+/// assert_eq!(handle.await.unwrap(), 42);
+/// # });
+/// ```
+#[must_use = "a JoinHandle does nothing unless awaited; dropping it does not cancel the task"]
+pub struct JoinHandle<T> {
+    /// async-task's handle; `None` once the outcome was taken.
+    task: Option<FallibleTask<Outcome<T>>>,
+    /// The task's node.
+    node: NodeRef,
+    /// Its parent, whose region a panic nobody takes cancels.
+    parent: NodeRef,
+    /// Where it was spawned, for reports.
+    location: &'static Location<'static>,
+    /// Tied to the loop thread, like the task.
+    _local: PhantomData<Rc<()>>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(
+        task: FallibleTask<Outcome<T>>,
+        node: NodeRef,
+        parent: NodeRef,
+        location: &'static Location<'static>,
+    ) -> Self {
+        JoinHandle {
+            task: Some(task),
+            node,
+            parent,
+            location,
+            _local: PhantomData,
+        }
+    }
+
+    /// The task's id, unique within its runtime.
+    pub fn id(&self) -> TaskId {
+        self.node.id
+    }
+
+    /// Whether the task and all its descendants have finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|task| task.is_finished())
+    }
+
+    /// Cancels the task's subtree cooperatively: every treeloop await point in it returns
+    /// `Err(Cancelled)` from now on; the tasks run their cleanup and finish (R5). Calling it
+    /// twice, or on a finished task, does nothing.
+    pub fn cancel(&self) {
+        self.with_live_node(|core, key| core.cancel(key, CancelReason::Explicit));
+    }
+
+    /// Cancels the subtree like [`cancel`](Self::cancel), and also drops the task's future at
+    /// its next poll without running it again: the escalation for a task that ignores
+    /// cancellation (R20). Its children are cancelled, not aborted; the handle then resolves
+    /// to a [`JoinError`] with [`JoinError::is_aborted`] once they have finished.
+    pub fn abort(&self) {
+        self.with_live_node(|core, key| {
+            let waker = {
+                let mut tree = core.tree.borrow_mut();
+                let node = tree.node_mut(key);
+                if node.phase == Phase::Active {
+                    node.phase = Phase::Aborting;
+                }
+                node.waker.clone()
+            };
+            core.cancel(key, CancelReason::Explicit);
+            // Wake it even if it was already cancelled (then `cancel` woke nobody).
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+    }
+
+    /// Runs `f` on the task's node if the task has not finished. A task that has not
+    /// finished belongs to the runtime running on this thread: `block_on` finishes every
+    /// task before it returns, and handles cannot leave the thread.
+    fn with_live_node(&self, f: impl FnOnce(&crate::executor::Core, crate::tree::Key)) {
+        if self.is_finished() {
+            return;
+        }
+        context::with_core(|core| {
+            let key = core.tree.borrow().resolve(self.node);
+            if let Some(key) = key {
+                f(core, key);
+            }
+        });
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(task) = self.task.as_mut() else {
+            panic!(
+                "JoinHandle polled after it returned its output: a task's outcome can be taken \
+                 once; keep the Result of the first `.await`"
+            );
+        };
+        // A join is an await point: level-triggered cancellation comes first (R6).
+        if let Some(cancelled) = crate::cancelled_here() {
+            return Poll::Ready(Err(JoinError::cancelled(cancelled)));
+        }
+        // Spend budget before taking the outcome: once taken from async-task it cannot be
+        // put back, so a task out of budget must yield first.
+        if coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match Pin::new(task).poll(cx) {
+            Poll::Pending => {
+                coop::refund();
+                Poll::Pending
+            }
+            Poll::Ready(outcome) => {
+                self.task = None;
+                Poll::Ready(into_result(outcome))
+            }
+        }
+    }
+}
+
+fn into_result<T>(outcome: Option<Outcome<T>>) -> Result<T, JoinError> {
+    match outcome {
+        Some(Outcome::Returned(value)) => Ok(value),
+        Some(Outcome::Panicked(payload)) => Err(JoinError {
+            repr: Repr::Panicked(payload),
+        }),
+        Some(Outcome::Aborted) | None => Err(JoinError {
+            repr: Repr::Aborted,
+        }),
+        Some(Outcome::Reported) => {
+            unreachable!("a panic is reported to the runtime only when no handle is alive")
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
+        if !task.is_finished() {
+            // The task lives on; only its panic now has nowhere to go but the runtime.
+            context::with_core(|core| {
+                let mut tree = core.tree.borrow_mut();
+                if let Some(key) = tree.resolve(self.node) {
+                    tree.node_mut(key).join = JoinInterest::Dropped;
+                }
+            });
+            task.detach();
+            return;
+        }
+        // Finished with an outcome nobody took: a panic must not vanish with the handle.
+        let mut cx = Context::from_waker(futures_task::noop_waker_ref());
+        if let Poll::Ready(Some(Outcome::Panicked(payload))) = Pin::new(&mut task).poll(&mut cx) {
+            let (parent, location) = (self.parent, self.location);
+            let mut payload = Some(payload);
+            context::with_core(|core| {
+                if let Some(payload) = payload.take() {
+                    core.report_unhandled(Some(parent), payload, location);
+                }
+            });
+            if let Some(payload) = payload {
+                crate::report::report(format_args!(
+                    "treeloop: the task spawned at {location} panicked, and its JoinHandle was \
+                     dropped after the runtime ended: {}",
+                    panic_message(&payload)
+                ));
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.node.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Why a [`JoinHandle`] did not return the task's value.
+pub struct JoinError {
+    /// Which of the three.
+    repr: Repr,
+}
+
+enum Repr {
+    /// The join itself was cancelled (R6); the task and its outcome are untouched.
+    Cancelled(Cancelled),
+    /// The task panicked; the payload.
+    Panicked(Payload),
+    /// The task's future was dropped by `abort()` (or runtime teardown) before returning.
+    Aborted,
+}
+
+impl JoinError {
+    fn cancelled(cancelled: Cancelled) -> Self {
+        JoinError {
+            repr: Repr::Cancelled(cancelled),
+        }
+    }
+
+    /// The join was interrupted because the *awaiting* region is cancelled. The task was
+    /// not touched; a later join (e.g. inside a shield) still gets its outcome.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled(_))
+    }
+
+    /// The cancellation that interrupted the join, if that is what happened.
+    pub fn as_cancelled(&self) -> Option<Cancelled> {
+        match self.repr {
+            Repr::Cancelled(cancelled) => Some(cancelled),
+            _ => None,
+        }
+    }
+
+    /// The task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// The task was aborted before its future returned.
+    pub fn is_aborted(&self) -> bool {
+        matches!(self.repr, Repr::Aborted)
+    }
+
+    /// The panic payload, to inspect or re-raise with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    ///
+    /// If the error is not a panic; check [`is_panic`](Self::is_panic) or use
+    /// [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic().unwrap_or_else(|err| {
+            panic!("JoinError::into_panic on an error that is not a panic: {err}")
+        })
+    }
+
+    /// The panic payload, or the error back if it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panicked(payload) => Ok(payload),
+            repr => Err(JoinError { repr }),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled(cancelled) => write!(f, "join interrupted: {cancelled}"),
+            Repr::Panicked(payload) => write!(f, "task panicked: {}", panic_message(payload)),
+            Repr::Aborted => f.write_str("task was aborted before it returned"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled(cancelled) => f.debug_tuple("Cancelled").field(cancelled).finish(),
+            Repr::Panicked(payload) => f
+                .debug_tuple("Panicked")
+                .field(&panic_message(payload))
+                .finish(),
+            Repr::Aborted => f.write_str("Aborted"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// The message of a panic payload, when it is a string.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(message) = payload.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message
+    } else {
+        "<non-string panic payload>"
+    }
+}

@@ -1,0 +1,98 @@
+//! treeloop's executor: tasks, the task tree, cancellation marks and the run queue.
+//!
+//! This crate does no I/O. It runs futures on one thread, keeps every task in a tree, and
+//! delivers cancellation through that tree; whatever it needs from the outside world (I/O
+//! readiness, timers) comes through the [`Park`] trait, which the reactor crate implements.
+//!
+//! The model in five steps:
+//!
+//! 1. **spawn** — [`spawn`] allocates the task with `async-task` and inserts a node into the
+//!    tree as a child of the node being polled ([`tree`](crate::tree) has the invariants).
+//! 2. **schedule** — a wake pushes the task's `Runnable` onto the local FIFO, or from another
+//!    thread onto a lock-free injector plus an unpark ([`queue`](crate::queue)).
+//! 3. **poll** — the loop runs a batch of runnables; each poll makes the task the *current
+//!    node*, which is what await points and `spawn` consult ([`executor`](crate::executor)).
+//! 4. **park** — with nothing runnable, the loop blocks in [`Park::park`].
+//! 5. **cancel** — [`JoinHandle::cancel`] marks a subtree and wakes it; every treeloop await
+//!    point in it then returns `Err(Cancelled)` until the task leaves (or shields) the region.
+//!
+//! ```
+//! use treeloop_executor::{block_on, checkpoint, spawn};
+//!
+//! let cleaned_up = block_on(async {
+//!     let worker = spawn(async {
+//!         loop {
+//!             if let Err(cancelled) = checkpoint().await {
+//!                 // Cleanup runs here, and could await inside `shield(..)`.
+//!                 return cancelled;
+//!             }
+//!         }
+//!     });
+//!     worker.cancel();
+//!     worker.await.unwrap()
+//! });
+//! assert_eq!(cleaned_up.reason(), treeloop_executor::CancelReason::Explicit);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cancel;
+mod checkpoint;
+mod context;
+pub mod coop;
+mod executor;
+mod join;
+mod or_cancel;
+mod park;
+mod queue;
+mod report;
+mod shield;
+mod task;
+mod tree;
+
+use std::future::Future;
+use std::panic::Location;
+
+pub use cancel::{CancelReason, Cancelled};
+pub use checkpoint::{Checkpoint, cancelled_here, checkpoint, yield_now};
+pub use context::in_runtime;
+pub use executor::{Executor, Tick};
+pub use join::{JoinError, JoinHandle};
+pub use or_cancel::{FutureExt, OrCancel};
+pub use park::{Park, ParkMode, ThreadPark, Unpark};
+pub use shield::{Shield, shield};
+pub use tree::TaskId;
+
+/// Spawns `future` as a child of the task (or shield, or root) being polled.
+///
+/// The task starts at the back of the run queue. Its `JoinHandle` resolves when it and all
+/// its descendants have finished; dropping the handle does not cancel or detach it.
+///
+/// # Panics
+///
+/// Outside a treeloop runtime, with a message naming the fix.
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let location = Location::caller();
+    context::expect_core("spawn", |core| {
+        task::spawn_in(core, core.current.get(), future, location)
+    })
+}
+
+/// Runs `future` to completion on this thread with a [`ThreadPark`]: tasks, the tree and
+/// cancellation, but no timers or I/O (the `treeloop` crate's `block_on` adds those).
+///
+/// # Panics
+///
+/// Inside another treeloop runtime on this thread, and with any panic nobody took from a
+/// `JoinHandle`, re-raised after every task finished.
+#[track_caller]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut park = ThreadPark::new();
+    let executor = Executor::new(park.unparker());
+    executor.block_on(future, &mut park)
+}

@@ -1,0 +1,55 @@
+//! Letting a foreign future observe cancellation.
+//!
+//! A future from another crate knows nothing of treeloop's tree: in a cancelled region it
+//! keeps waiting for whatever it waits for (R9). The runtime still wakes every task it marks,
+//! once, so a wrapper gets polled promptly and can answer for it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::cancel::Cancelled;
+use crate::checkpoint::cancelled_here;
+
+/// Extension methods for any future.
+pub trait FutureExt: Future + Sized {
+    /// Makes this future a treeloop await point: in a cancelled region it resolves to
+    /// `Err(Cancelled)` instead of polling the inner future (which is then dropped with the
+    /// wrapper, so whatever it was doing is abandoned).
+    ///
+    /// ```
+    /// use treeloop_executor::FutureExt;
+    /// # treeloop_executor::block_on(async {
+    /// let value = std::future::ready(7).or_cancel().await;
+    /// assert_eq!(value, Ok(7));
+    /// # });
+    /// ```
+    fn or_cancel(self) -> OrCancel<Self> {
+        OrCancel { inner: self }
+    }
+}
+
+impl<F: Future> FutureExt for F {}
+
+pin_project! {
+    /// The future of [`FutureExt::or_cancel`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct OrCancel<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for OrCancel<F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(cancelled) = cancelled_here() {
+            return Poll::Ready(Err(cancelled));
+        }
+        self.project().inner.poll(cx).map(Ok)
+    }
+}

@@ -1,0 +1,116 @@
+//! Where runnable tasks wait for their turn: a local FIFO for wakes on the loop thread, an
+//! injector for wakes from other threads.
+//!
+//! # Ground rules
+//!
+//! - [`RunQueue`] is touched only on the loop thread, in borrows that never span a poll or
+//!   a drop of a `Runnable` (dropping one may drop a future, which may wake another task).
+//! - [`Shared`] is the only part of a runtime other threads see: every waker holds an
+//!   `Arc<Shared>`. A remote wake pushes to the lock-free injector and unparks the loop only
+//!   if it is asleep (the `sleeping` handshake below), so a busy loop pays no syscall.
+//! - Once `closed` (the runtime was dropped), a wake drops its `Runnable` on the spot: by then
+//!   every task's future has been dropped, so nothing but the allocation goes with it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_task::Runnable;
+use crossbeam_queue::SegQueue;
+
+use crate::context;
+use crate::park::Unpark;
+
+/// Runnable tasks of the loop thread, in wake order.
+///
+/// A plain FIFO: a task woken while it runs goes to the back like any other, so one task
+/// cannot monopolise the loop (the per-poll budget in [`crate::coop`] handles the task that
+/// stays ready *within* a poll). Kept behind its own type so a seeded strategy (SPEC §5) can
+/// replace "front" with "chosen by the seed" without touching the loop.
+pub(crate) struct RunQueue {
+    /// Waiting tasks, oldest first.
+    ready: VecDeque<Runnable>,
+}
+
+impl RunQueue {
+    pub(crate) fn new() -> Self {
+        RunQueue {
+            ready: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, runnable: Runnable) {
+        self.ready.push_back(runnable);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Runnable> {
+        self.ready.pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+}
+
+/// The part of a runtime that wakers on any thread may reach.
+pub(crate) struct Shared {
+    /// Tasks woken from other threads, waiting to be moved into the local queue.
+    pub(crate) injector: SegQueue<Runnable>,
+    /// The loop is about to block, or blocked, in `park(Wait)`: a remote wake must unpark.
+    pub(crate) sleeping: AtomicBool,
+    /// The runtime is gone: wakes drop their runnable instead of queueing it.
+    pub(crate) closed: AtomicBool,
+    /// Interrupts the loop's blocking park (the reactor's `mio::Waker`).
+    unparker: Arc<dyn Unpark>,
+}
+
+impl Shared {
+    pub(crate) fn new(unparker: Arc<dyn Unpark>) -> Self {
+        Shared {
+            injector: SegQueue::new(),
+            sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            unparker,
+        }
+    }
+
+    /// The schedule function every task is created with: the hot path of every wake.
+    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable) {
+        // Fast path: woken on the loop thread of this very runtime; queue locally.
+        let mut pending = Some(runnable);
+        context::with_core(|core| {
+            if Arc::ptr_eq(&core.shared, self) {
+                if let Some(runnable) = pending.take() {
+                    core.queue.borrow_mut().push(runnable);
+                }
+            }
+        });
+        // Another thread, or a runtime that is not running on this thread any more.
+        if let Some(runnable) = pending {
+            self.push_remote(runnable);
+        }
+    }
+
+    /// A wake from a thread that is not running this runtime.
+    pub(crate) fn push_remote(&self, runnable: Runnable) {
+        if self.closed.load(Ordering::Acquire) {
+            drop(runnable);
+            return;
+        }
+        self.injector.push(runnable);
+        // Handshake with the loop (see `Executor::park`): it sets `sleeping` and then looks
+        // at the injector; we push and then look at `sleeping`. With SeqCst on both sides
+        // at least one of us sees the other, so no wake is lost and at most one syscall is
+        // made per sleep.
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.unparker.unpark();
+        }
+    }
+
+    /// Interrupts the loop if it sleeps (used by the root's waker).
+    pub(crate) fn notify(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.unparker.unpark();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Spawning, and the wrapper every spawned future runs inside.
+//!
+//! `async-task` allocates the task and hands us a `Runnable` (to poll it) and a `Task` (to
+//! await its output). What it polls is not the user's future but a [`TaskFuture`] around it,
+//! which adds what the tree needs:
+//!
+//! ```text
+//!   Running ──future returned / panicked / aborted──> Completing ──last child finished──> done
+//!   (polls the future with the            (future already dropped;      (node removed,
+//!    task as the current node)             waits for its children)       output to the handle)
+//! ```
+//!
+//! So async-task's notion of "complete" *is* the tree's notion of "finished" (R2): the
+//! `JoinHandle` resolves only when the whole subtree is gone.
+//!
+//! # Ground rules
+//!
+//! - Every panic from the user's future, in `poll` or in its `Drop`, is caught here; the
+//!   runtime never unwinds through async-task and never aborts.
+//! - The future is dropped as soon as it returns, on the loop thread, before the task waits
+//!   for its children: its resources (sockets, locks) are released promptly.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::cancel::CancelReason;
+use crate::context;
+use crate::coop;
+use crate::executor::{Core, Mode, Payload};
+use crate::join::JoinHandle;
+use crate::tree::{JoinInterest, Key, NodeKind, Phase};
+
+/// How a task ended, as its `JoinHandle` receives it.
+pub(crate) enum Outcome<T> {
+    /// The future returned this value.
+    Returned(T),
+    /// The future panicked (in `poll` or while being dropped).
+    Panicked(Payload),
+    /// `abort()` or runtime teardown dropped the future before it returned.
+    Aborted,
+    /// It panicked with no handle alive; the payload went to the runtime (R17).
+    Reported,
+}
+
+pin_project! {
+    /// The future async-task polls for every spawned task.
+    pub(crate) struct TaskFuture<F: Future> {
+        // The task's node in the tree.
+        key: Key,
+        #[pin]
+        stage: Stage<F>,
+    }
+}
+
+pin_project! {
+    #[project = StageProj]
+    enum Stage<F: Future> {
+        // The user's future has not returned.
+        Running { #[pin] future: F },
+        // The future is gone; the outcome waits here for the children to finish (`None`
+        // while the future is being dropped, and after the outcome was returned).
+        Completing { outcome: Option<Outcome<F::Output>> },
+    }
+}
+
+/// Spawns `future` as a child of `parent` (the caller's current node).
+pub(crate) fn spawn_in<F>(
+    core: &Core,
+    parent: Key,
+    future: F,
+    location: &'static Location<'static>,
+) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let node = core
+        .tree
+        .borrow_mut()
+        .insert(Some(parent), NodeKind::Task, location);
+    let parent_ref = core.tree.borrow().node_ref(parent);
+    let shared = core.shared.clone();
+    let wrapped = TaskFuture {
+        key: node.key,
+        stage: Stage::Running { future },
+    };
+    let (runnable, task) =
+        async_task::spawn_local(wrapped, move |runnable| shared.schedule(runnable));
+    core.tree.borrow_mut().node_mut(node.key).waker = Some(runnable.waker());
+    core.queue.borrow_mut().push(runnable);
+    JoinHandle::new(task.fallible(), node, parent_ref, location)
+}
+
+impl<F: Future> Future for TaskFuture<F> {
+    type Output = Outcome<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let key = *this.key;
+        let mut stage = this.stage;
+        // Clone the Rc out of the thread-local so no borrow of it spans the user's poll.
+        let core: Rc<Core> = context::with_core(Rc::clone)
+            .expect("a treeloop task was polled outside its runtime (runtime bug)");
+        loop {
+            match stage.as_mut().project() {
+                StageProj::Running { future } => {
+                    let outcome = if core.mode.get() == Mode::TearingDown
+                        || core.tree.borrow().node(key).phase == Phase::Aborting
+                    {
+                        Outcome::Aborted
+                    } else {
+                        let _current = core.enter_node(key);
+                        coop::reset_budget(&core);
+                        match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                            Ok(Poll::Pending) => return Poll::Pending,
+                            Ok(Poll::Ready(value)) => Outcome::Returned(value),
+                            Err(payload) => Outcome::Panicked(payload),
+                        }
+                    };
+                    // Drop the future now, catching a panicking Drop.
+                    let dropped = panic::catch_unwind(AssertUnwindSafe(|| {
+                        stage.set(Stage::Completing { outcome: None });
+                    }));
+                    let outcome = match (outcome, dropped) {
+                        (outcome, Ok(())) => outcome,
+                        (Outcome::Panicked(first), Err(second)) => {
+                            crate::report::report(format_args!(
+                                "treeloop: a task's future panicked again while being dropped: {}",
+                                crate::join::panic_message(&second)
+                            ));
+                            Outcome::Panicked(first)
+                        }
+                        (_, Err(payload)) => Outcome::Panicked(payload),
+                    };
+                    if core.mode.get() == Mode::TearingDown {
+                        return Poll::Ready(outcome);
+                    }
+                    let outcome = returned(&core, key, outcome);
+                    stage.set(Stage::Completing {
+                        outcome: Some(outcome),
+                    });
+                }
+                StageProj::Completing { outcome } => {
+                    if core.mode.get() == Mode::Running && core.tree.borrow().has_children(key) {
+                        // Woken again by `Tree::finish` when the last child goes.
+                        return Poll::Pending;
+                    }
+                    if core.mode.get() == Mode::Running {
+                        core.finish(key);
+                    }
+                    return Poll::Ready(
+                        outcome
+                            .take()
+                            .expect("a finished task is never polled again"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The task's future is gone: enter the completing phase. A failed or aborted task cancels
+/// its own children (nobody is left to use what they compute); a panic nobody can take from
+/// a handle is reported and cancels the parent's region (R17).
+fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+    let (join, parent, location) = {
+        let mut tree = core.tree.borrow_mut();
+        tree.node_mut(key).phase = Phase::Completing;
+        let parent = tree.parent(key).map(|p| tree.node_ref(p));
+        let node = tree.node(key);
+        (node.join, parent, node.location)
+    };
+    match outcome {
+        Outcome::Panicked(payload) => {
+            core.cancel(key, CancelReason::Failure);
+            if join == JoinInterest::Dropped {
+                core.report_unhandled(parent, payload, location);
+                Outcome::Reported
+            } else {
+                Outcome::Panicked(payload)
+            }
+        }
+        Outcome::Aborted => {
+            core.cancel(key, CancelReason::Explicit);
+            Outcome::Aborted
+        }
+        other => other,
+    }
+}

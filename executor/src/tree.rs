@@ -1,0 +1,385 @@
+//! The task tree: who is whose parent, who is cancelled, who is still waiting for children.
+//!
+//! Every task, every open shield and the `block_on` root is a [`Node`] in one `Slab`. Nodes
+//! link to their parent, first and last child and siblings (an intrusive doubly linked list),
+//! so inserting, unlinking and walking a subtree need neither allocation nor recursion.
+//!
+//! # Ground rules
+//!
+//! - Only the loop thread touches the tree, and only in short borrows that never span user
+//!   code: operations that must wake somebody push the wakers into a caller-supplied `Vec`
+//!   and the caller wakes them after releasing the borrow (a waker may re-enter the runtime).
+//! - **Cancellation invariant.** If a node is marked cancelled, so is every descendant that
+//!   can be reached without passing through a shield. New nodes inherit their parent's mark
+//!   (shields excepted), and [`Tree::cancel`] restores the invariant when it marks a node.
+//!   Hence "is this await point cancelled?" is one lookup of the current node's mark, and
+//!   cancelling an already cancelled node stops at once (R5: calling it twice is harmless).
+//! - **Completion invariant.** A node leaves the slab only when it has no children
+//!   ([`Tree::finish`]). A task whose future returned, or a shield its owner has left, stays
+//!   in the [`Phase::Completing`] phase until its last child is gone (R2).
+//!
+//! A slab, not a `HashMap`: keys are dense and reused, lookups are an index. Because keys
+//! are reused, handles that outlive a node carry a [`NodeRef`] (key plus a never reused id)
+//! and check it with [`Tree::resolve`].
+
+use std::panic::Location;
+use std::task::Waker;
+
+use slab::Slab;
+
+use crate::cancel::CancelReason;
+
+/// Index of a node in the slab. `u32` keeps a node small; a runtime is limited to
+/// 4,294,967,294 live nodes at once.
+pub(crate) type Key = u32;
+
+/// "No node": the absent parent, child or sibling.
+const NIL: Key = Key::MAX;
+
+/// A task's public identity: unique within its runtime, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub(crate) u64);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A reference to a node that survives the node: a stale one resolves to nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeRef {
+    /// Where the node was.
+    pub(crate) key: Key,
+    /// Who was there.
+    pub(crate) id: TaskId,
+}
+
+/// What a node stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    /// The future passed to `block_on`.
+    Root,
+    /// A spawned task.
+    Task,
+    /// A `shield(..)` region inside some task: cancellation does not cross it downwards.
+    Shield,
+}
+
+/// Where a node is in its life. "Finished" is not a phase: a finished node is not in the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Task: its future has not returned. Shield: its owner is still inside. Root: running.
+    Active,
+    /// Task: `abort()` was called; the future is dropped at its next poll.
+    Aborting,
+    /// Task: its future returned or was dropped, and it waits for its children (Kotlin's
+    /// "completing"). Shield: its owner left while children spawned inside still run.
+    Completing,
+}
+
+/// Whether somebody can still take a task's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JoinInterest {
+    /// Its `JoinHandle` is alive: the outcome (a panic included) goes there.
+    Handle,
+    /// The handle was dropped: a panic has nobody to go to and is reported (R17).
+    Dropped,
+}
+
+/// One task, shield or root.
+pub(crate) struct Node {
+    /// Never reused, unlike the slab key.
+    pub(crate) id: TaskId,
+    /// Task, shield or root.
+    pub(crate) kind: NodeKind,
+    /// Active, aborting or completing.
+    pub(crate) phase: Phase,
+    /// Whether a `JoinHandle` still wants the outcome (tasks only).
+    pub(crate) join: JoinInterest,
+    /// The cancellation mark and its origin; `None` while not cancelled.
+    pub(crate) cancel: Option<CancelReason>,
+    /// Who to wake when this node is cancelled or its last child finishes: a task's own
+    /// waker; for a shield, the waker of the task polling it (`None` once it is left).
+    pub(crate) waker: Option<Waker>,
+    /// Where it was spawned or opened.
+    pub(crate) location: &'static Location<'static>,
+    /// The node it was spawned or opened in; `NIL` for the root.
+    parent: Key,
+    /// Oldest live child, or `NIL`.
+    first_child: Key,
+    /// Newest live child, or `NIL` (children are appended, so walks see spawn order).
+    last_child: Key,
+    /// Older sibling, or `NIL`.
+    prev: Key,
+    /// Younger sibling, or `NIL`.
+    next: Key,
+}
+
+/// The slab of nodes plus the id counter.
+pub(crate) struct Tree {
+    /// Every live node; finished ones are removed.
+    nodes: Slab<Node>,
+    /// The id the next node gets.
+    next_id: u64,
+}
+
+impl Tree {
+    pub(crate) fn new() -> Self {
+        Tree {
+            nodes: Slab::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Inserts a node as the youngest child of `parent` (`None` for a root). It inherits
+    /// the parent's cancellation mark unless it is a shield (the cancellation invariant).
+    pub(crate) fn insert(
+        &mut self,
+        parent: Option<Key>,
+        kind: NodeKind,
+        location: &'static Location<'static>,
+    ) -> NodeRef {
+        let parent = parent.unwrap_or(NIL);
+        let cancel = match kind {
+            NodeKind::Shield => None,
+            _ if parent == NIL => None,
+            _ => self.nodes[parent as usize].cancel,
+        };
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        let prev = if parent == NIL {
+            NIL
+        } else {
+            self.nodes[parent as usize].last_child
+        };
+        let key = self.nodes.insert(Node {
+            id,
+            kind,
+            phase: Phase::Active,
+            join: JoinInterest::Handle,
+            cancel,
+            waker: None,
+            location,
+            parent,
+            first_child: NIL,
+            last_child: NIL,
+            prev,
+            next: NIL,
+        });
+        let key = Key::try_from(key).expect("more than u32::MAX - 1 live tasks in one runtime");
+        if parent != NIL {
+            if prev == NIL {
+                self.nodes[parent as usize].first_child = key;
+            } else {
+                self.nodes[prev as usize].next = key;
+            }
+            self.nodes[parent as usize].last_child = key;
+        }
+        NodeRef { key, id }
+    }
+
+    pub(crate) fn node(&self, key: Key) -> &Node {
+        &self.nodes[key as usize]
+    }
+
+    /// The node at `key`, if any (`key` may be the "no node" sentinel).
+    pub(crate) fn get(&self, key: Key) -> Option<&Node> {
+        self.nodes.get(key as usize)
+    }
+
+    pub(crate) fn node_mut(&mut self, key: Key) -> &mut Node {
+        &mut self.nodes[key as usize]
+    }
+
+    /// The node `r` points at, if it is still the same node.
+    pub(crate) fn resolve(&self, r: NodeRef) -> Option<Key> {
+        let node = self.nodes.get(r.key as usize)?;
+        (node.id == r.id).then_some(r.key)
+    }
+
+    /// A reference to `key` that can outlive it.
+    pub(crate) fn node_ref(&self, key: Key) -> NodeRef {
+        NodeRef {
+            key,
+            id: self.nodes[key as usize].id,
+        }
+    }
+
+    pub(crate) fn parent(&self, key: Key) -> Option<Key> {
+        let parent = self.nodes[key as usize].parent;
+        (parent != NIL).then_some(parent)
+    }
+
+    pub(crate) fn has_children(&self, key: Key) -> bool {
+        self.nodes[key as usize].first_child != NIL
+    }
+
+    /// Number of live nodes (tasks, shields and roots).
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Marks `start` and its subtree cancelled, stopping at shields and at nodes already
+    /// marked (whose subtrees are marked by the invariant), and pushes the waker of every
+    /// newly marked node. Returns how many nodes it marked.
+    ///
+    /// The walk is a pre-order traversal threaded through the parent links: down to the
+    /// first child, else across to the next sibling, else up until a sibling exists. No
+    /// stack, no recursion, O(subtree) (R5, R21).
+    pub(crate) fn cancel(
+        &mut self,
+        start: Key,
+        reason: CancelReason,
+        wake: &mut Vec<Waker>,
+    ) -> usize {
+        if self.nodes[start as usize].cancel.is_some() {
+            return 0;
+        }
+        self.mark(start, reason, wake);
+        let mut marked = 1;
+        let mut cur = start;
+        let mut descend = true;
+        while let Some(next) = self.next_preorder(cur, start, descend) {
+            cur = next;
+            let node = &self.nodes[cur as usize];
+            descend = node.kind != NodeKind::Shield && node.cancel.is_none();
+            if descend {
+                self.mark(cur, reason, wake);
+                marked += 1;
+            }
+        }
+        marked
+    }
+
+    fn mark(&mut self, key: Key, reason: CancelReason, wake: &mut Vec<Waker>) {
+        let node = &mut self.nodes[key as usize];
+        node.cancel = Some(reason);
+        if let Some(waker) = &node.waker {
+            wake.push(waker.clone());
+        }
+    }
+
+    /// The node after `cur` in a pre-order walk of the subtree rooted at `top`, skipping
+    /// `cur`'s children unless `descend`.
+    fn next_preorder(&self, cur: Key, top: Key, descend: bool) -> Option<Key> {
+        let first = self.nodes[cur as usize].first_child;
+        if descend && first != NIL {
+            return Some(first);
+        }
+        let mut at = cur;
+        while at != top {
+            let node = &self.nodes[at as usize];
+            if node.next != NIL {
+                return Some(node.next);
+            }
+            at = node.parent;
+        }
+        None
+    }
+
+    /// Removes a childless node and lets its ancestors react: a shield that was left and is
+    /// now empty goes too (the loop continues upward), a completing task whose last child
+    /// this was is woken so it can finish. Iterative, however long the chain (R21).
+    pub(crate) fn finish(&mut self, key: Key, wake: &mut Vec<Waker>) {
+        let mut key = key;
+        loop {
+            debug_assert!(
+                !self.has_children(key),
+                "a node finished before its children"
+            );
+            let node = self.nodes.remove(key as usize);
+            let parent = node.parent;
+            if node.prev != NIL {
+                self.nodes[node.prev as usize].next = node.next;
+            } else if parent != NIL {
+                self.nodes[parent as usize].first_child = node.next;
+            }
+            if node.next != NIL {
+                self.nodes[node.next as usize].prev = node.prev;
+            } else if parent != NIL {
+                self.nodes[parent as usize].last_child = node.prev;
+            }
+            if parent == NIL || self.has_children(parent) {
+                return;
+            }
+            let parent_node = &self.nodes[parent as usize];
+            match (parent_node.kind, parent_node.phase) {
+                (NodeKind::Shield, Phase::Completing) => key = parent,
+                (NodeKind::Task, Phase::Completing) => {
+                    if let Some(waker) = &parent_node.waker {
+                        wake.push(waker.clone());
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Every live task's waker, for teardown.
+    pub(crate) fn task_wakers(&self) -> Vec<Waker> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.kind == NodeKind::Task)
+            .filter_map(|(_, node)| node.waker.clone())
+            .collect()
+    }
+
+    /// Forgets every node (teardown, after every task future was dropped).
+    pub(crate) fn clear(&mut self) {
+        self.nodes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn here() -> &'static Location<'static> {
+        Location::caller()
+    }
+
+    #[test]
+    fn cancel_marks_subtree_and_stops_at_shields() {
+        let mut tree = Tree::new();
+        let root = tree.insert(None, NodeKind::Root, here()).key;
+        let a = tree.insert(Some(root), NodeKind::Task, here()).key;
+        let shield = tree.insert(Some(a), NodeKind::Shield, here()).key;
+        let under_shield = tree.insert(Some(shield), NodeKind::Task, here()).key;
+        let b = tree.insert(Some(a), NodeKind::Task, here()).key;
+        let sibling = tree.insert(Some(root), NodeKind::Task, here()).key;
+        let mut wake = Vec::new();
+        assert_eq!(tree.cancel(a, CancelReason::Explicit, &mut wake), 2);
+        assert!(tree.node(a).cancel.is_some());
+        assert!(tree.node(b).cancel.is_some());
+        assert!(tree.node(shield).cancel.is_none());
+        assert!(tree.node(under_shield).cancel.is_none());
+        assert!(tree.node(sibling).cancel.is_none());
+        assert!(tree.node(root).cancel.is_none());
+        assert_eq!(tree.cancel(a, CancelReason::Deadline, &mut wake), 0);
+        assert_eq!(tree.node(b).cancel, Some(CancelReason::Explicit));
+        // New children inherit the mark, except shields.
+        let late = tree.insert(Some(a), NodeKind::Task, here()).key;
+        assert_eq!(tree.node(late).cancel, Some(CancelReason::Explicit));
+    }
+
+    #[test]
+    fn finish_removes_left_shields_and_keeps_links_consistent() {
+        let mut tree = Tree::new();
+        let root = tree.insert(None, NodeKind::Root, here()).key;
+        let task = tree.insert(Some(root), NodeKind::Task, here()).key;
+        let shield = tree.insert(Some(task), NodeKind::Shield, here()).key;
+        let child = tree.insert(Some(shield), NodeKind::Task, here()).key;
+        let other = tree.insert(Some(root), NodeKind::Task, here()).key;
+        tree.node_mut(shield).phase = Phase::Completing;
+        tree.node_mut(task).phase = Phase::Completing;
+        let mut wake = Vec::new();
+        tree.finish(child, &mut wake);
+        assert_eq!(tree.len(), 3, "child and the left shield are gone");
+        assert!(!tree.has_children(task));
+        tree.finish(task, &mut wake);
+        tree.finish(other, &mut wake);
+        assert!(!tree.has_children(root));
+    }
+}

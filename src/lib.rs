@@ -1,1 +1,61 @@
+//! treeloop: a single-threaded async runtime whose scheduler owns the task tree.
+//!
+//! Every task knows its parent. Cancelling a task marks its whole subtree; each task in it
+//! gets `Err(Cancelled)` at its next await point, runs its cleanup (which may itself await,
+//! inside [`shield`]), and finishes. A task finishes only when its children have, and
+//! [`block_on`] returns only when the whole tree has: nothing is left running behind your
+//! back, and nothing is cut off mid-cleanup.
+//!
+//! # A guided tour
+//!
+//! **Spawn.** [`spawn`] starts a child of the task that calls it. The child is allocated by
+//! `async-task` and gets a node in the tree.
+//!
+//! **Schedule and poll.** Waking a task puts it at the back of a FIFO run queue; the loop
+//! polls a batch of tasks, then looks at timers and I/O. Each poll makes the task the
+//! *current node*: that is how an await point knows which region it is in.
+//!
+//! **Park.** With nothing runnable, the loop blocks in `mio` until the next timer or event.
+//! With [`Builder::start_paused`], time is virtual: the clock jumps to the next deadline
+//! instead, so an hour of timers runs in microseconds.
+//!
+//! **Cancel.** [`JoinHandle::cancel`] marks the subtree and wakes it. Every treeloop await
+//! point in it ([`time::sleep`], a join, [`checkpoint`]) now returns `Err(Cancelled)`, every
+//! time, until the task returns.
+//!
+//! ```
+//! use std::time::Duration;
+//! use treeloop::time::{sleep, Instant};
+//! use treeloop::{shield, spawn, Builder, Cancelled};
+//!
+//! let runtime = Builder::new().start_paused(true).build().unwrap();
+//! let log = runtime.block_on(async {
+//!     let start = Instant::now();
+//!     let worker = spawn(async move {
+//!         // Runs until cancelled; `?` would propagate the cancellation.
+//!         let err: Cancelled = sleep(Duration::from_secs(3600)).await.unwrap_err();
+//!         // Cleanup may await, inside a shield.
+//!         shield(sleep(Duration::from_secs(1))).await.unwrap();
+//!         format!("{err}; cleaned up at {:?}", start.elapsed())
+//!     });
+//!     sleep(Duration::from_secs(5)).await.unwrap();
+//!     worker.cancel();
+//!     worker.await.unwrap()
+//! });
+//! assert_eq!(log, "operation cancelled: cancel was requested; cleaned up at 6s");
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod runtime;
+
+pub use runtime::{Builder, Runtime, block_on};
+pub use treeloop_executor::{
+    CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
+    TaskId, cancelled_here, checkpoint, shield, spawn, yield_now,
+};
+
+/// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
+pub mod time {
+    pub use treeloop_reactor::time::{Instant, Sleep, sleep, sleep_until};
+}

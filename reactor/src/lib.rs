@@ -1,1 +1,22 @@
+//! treeloop's reactor: the mio event loop, the clock and timers.
+//!
+//! [`Reactor`] implements the executor's [`Park`](treeloop_executor::Park): when no task is
+//! runnable the loop blocks in `mio::Poll` until the next timer deadline, an I/O event or a
+//! wake from another thread. Its leaf futures ([`time::sleep`]) are treeloop await points:
+//! they consult the executor's cancellation mark before anything else.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod driver;
+mod sleep;
+mod timers;
+
+pub use driver::{EnterGuard, Reactor};
+pub use timers::Turn;
+
+/// Time: the runtime's clock (real or virtual) and timers.
+pub mod time {
+    pub use crate::clock::Instant;
+    pub use crate::sleep::{Sleep, sleep, sleep_until};
+}

@@ -1,0 +1,150 @@
+//! The runtime's clock: real, or virtual ("paused") for tests.
+//!
+//! # Ground rules
+//!
+//! - Virtual time starts at the instant the runtime was built and moves only when the loop is
+//!   idle: [`Clock::advance_to`] jumps it to the next timer deadline. It never drifts and is
+//!   never rounded: an offset in whole nanoseconds from the start.
+//! - [`Instant::now`] inside a runtime reads *the runtime's* clock, so code under test sees
+//!   virtual time without being written for it. Outside a runtime it is the system clock.
+
+use std::cell::Cell;
+use std::fmt;
+use std::ops::{Add, AddAssign, Sub};
+use std::time::Duration;
+
+/// A measurement of the runtime's clock: `std::time::Instant`, shifted by virtual time when
+/// the runtime runs paused.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(std::time::Instant);
+
+impl Instant {
+    /// The current time of the running runtime's clock (the system clock outside one).
+    pub fn now() -> Instant {
+        crate::driver::with_reactor(|reactor| reactor.clock.now())
+            .unwrap_or_else(|| Instant(std::time::Instant::now()))
+    }
+
+    /// Wraps a system instant.
+    pub fn from_std(instant: std::time::Instant) -> Instant {
+        Instant(instant)
+    }
+
+    /// The system instant this corresponds to (shifted, under virtual time).
+    pub fn into_std(self) -> std::time::Instant {
+        self.0
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_duration_since(&self, earlier: Instant) -> Duration {
+        self.0.saturating_duration_since(earlier.0)
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn duration_since(&self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+
+    /// Time since `self`, by the runtime's clock.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(*self)
+    }
+
+    /// `self + duration`, or `None` if it does not fit.
+    pub fn checked_add(&self, duration: Duration) -> Option<Instant> {
+        self.0.checked_add(duration).map(Instant)
+    }
+
+    /// `self + duration`, saturating at a far-future instant (about 30 years ahead) when it
+    /// does not fit: what "sleep for `Duration::MAX`" means.
+    pub(crate) fn saturating_add(&self, duration: Duration) -> Instant {
+        self.checked_add(duration)
+            .or_else(|| self.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+            .unwrap_or(*self)
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, duration: Duration) -> Instant {
+        Instant(self.0 + duration)
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, duration: Duration) {
+        self.0 += duration;
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+
+    fn sub(self, duration: Duration) -> Instant {
+        Instant(self.0 - duration)
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Real or virtual.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClockMode {
+    /// The system clock.
+    Real,
+    /// Starts at `start` and moves only by [`Clock::advance_to`].
+    Paused,
+}
+
+/// The runtime's source of `now`.
+pub(crate) struct Clock {
+    /// Real or virtual.
+    mode: ClockMode,
+    /// When the runtime was built: virtual time's zero.
+    start: std::time::Instant,
+    /// Virtual time elapsed since `start`.
+    offset: Cell<Duration>,
+}
+
+impl Clock {
+    pub(crate) fn new(mode: ClockMode) -> Clock {
+        Clock {
+            mode,
+            start: std::time::Instant::now(),
+            offset: Cell::new(Duration::ZERO),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> ClockMode {
+        self.mode
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        match self.mode {
+            ClockMode::Real => Instant(std::time::Instant::now()),
+            ClockMode::Paused => Instant(self.start + self.offset.get()),
+        }
+    }
+
+    /// Moves virtual time forward to `deadline` (never backward).
+    pub(crate) fn advance_to(&self, deadline: Instant) {
+        debug_assert_eq!(self.mode, ClockMode::Paused, "only virtual time jumps");
+        let target = deadline.0.saturating_duration_since(self.start);
+        if target > self.offset.get() {
+            self.offset.set(target);
+        }
+    }
+}

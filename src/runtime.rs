@@ -1,0 +1,104 @@
+//! `Builder` and `Runtime`: the executor and the reactor wired together.
+//!
+//! # Ground rules
+//!
+//! - A `Runtime` belongs to the thread that built it (it is `!Send`): its tasks are not
+//!   `Send` and are polled only there.
+//! - `block_on` enters the executor and the reactor for its whole duration and leaves them
+//!   when it returns or unwinds. Calling it again inside is a clear panic, never a deadlock.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+
+use treeloop_executor::Executor;
+use treeloop_reactor::Reactor;
+
+/// Configures a [`Runtime`].
+///
+/// ```
+/// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
+/// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    /// Run on virtual time.
+    start_paused: bool,
+}
+
+impl Builder {
+    /// The default configuration: real time.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Runs on virtual time: the clock starts when the runtime is built and, whenever no
+    /// task is runnable, jumps straight to the next timer deadline. Tests use it instead of
+    /// real sleeps: timing is exact and costs nothing.
+    pub fn start_paused(mut self, paused: bool) -> Builder {
+        self.start_paused = paused;
+        self
+    }
+
+    /// Builds the runtime. Fails only if the OS refuses an epoll instance or an eventfd.
+    pub fn build(&self) -> io::Result<Runtime> {
+        let reactor = Reactor::new(self.start_paused)?;
+        let executor = Executor::new(reactor.unparker());
+        Ok(Runtime {
+            reactor: RefCell::new(reactor),
+            executor,
+        })
+    }
+}
+
+/// A treeloop runtime: one thread's executor and reactor.
+pub struct Runtime {
+    /// Tasks, the tree, the run queue. Declared first so it is dropped first: its teardown
+    /// may drop futures that unregister timers from the reactor.
+    executor: Executor,
+    /// Timers and I/O; borrowed mutably for the length of a `block_on`.
+    reactor: RefCell<Reactor>,
+}
+
+impl Runtime {
+    /// Runs `future` as the root of a task tree and returns its output once it *and every
+    /// task spawned under it* have finished (R3). The future may borrow from the caller.
+    ///
+    /// # Panics
+    ///
+    /// - Inside a running treeloop runtime (nested `block_on`): `.await` instead.
+    /// - After every task has finished, with the root's panic, or else the first panic of a
+    ///   task whose `JoinHandle` was dropped without taking it (R17).
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        assert!(
+            !treeloop_executor::in_runtime(),
+            "block_on called inside a treeloop runtime: a nested block_on would stall the event \
+             loop; `.await` the future instead, or `treeloop::spawn` it"
+        );
+        let mut reactor = self.reactor.borrow_mut();
+        let _reactor = reactor.enter();
+        self.executor.block_on(future, &mut *reactor)
+    }
+}
+
+/// Runs `future` on a new runtime with real time; see [`Runtime::block_on`].
+///
+/// ```
+/// let answer = treeloop::block_on(async {
+///     let child = treeloop::spawn(async { 21 * 2 });
+///     child.await.unwrap()
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+///
+/// # Panics
+///
+/// As [`Runtime::block_on`], and if the OS refuses the runtime's epoll instance.
+#[track_caller]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let runtime = Builder::new()
+        .build()
+        .unwrap_or_else(|err| panic!("treeloop could not create its event loop: {err}"));
+    runtime.block_on(future)
+}

@@ -14,8 +14,8 @@
 //!
 //! ```text
 //!  ┌─> 1. root: poll the block_on future if it was woken
-//!  │   2. done? root returned and no child left -> return
-//!  │   3. tick: move remote wakes into the local queue, run up to EVENT_INTERVAL tasks
+//!  │   2. tick: move remote wakes into the local queue, run up to EVENT_INTERVAL tasks
+//!  │   3. done? root returned and no child left -> return
 //!  │   4. park: nothing runnable -> block (or jump virtual time); else only collect events
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
@@ -273,12 +273,13 @@ impl Executor {
                     }
                 }
             }
-            // 2. Done when the root returned and the whole tree below it finished.
+            // 2. Run a batch of tasks.
+            core.tick();
+            // 3. Done when the root returned and the whole tree below it finished. Checked
+            //    after the tick, before parking: the last child may have just finished.
             if outcome.is_some() && !core.tree.borrow().has_children(root) {
                 break;
             }
-            // 3. Run a batch of tasks.
-            core.tick();
             // 4. Park: block only when nothing at all is runnable.
             let runnable = !core.queue.borrow().is_empty()
                 || root_waker.woken.load(Ordering::SeqCst)

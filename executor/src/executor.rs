@@ -13,10 +13,10 @@
 //! # The phases of one turn
 //!
 //! ```text
-//!  ┌─> 1. root: poll the block_on future if it was woken
-//!  │   2. tick: move remote wakes into the local queue, run up to EVENT_INTERVAL tasks
-//!  │   3. done? root returned and no child left -> return
-//!  │   4. park: nothing runnable -> block (or jump virtual time); else only collect events
+//!  ┌─> 1. tick: move remote wakes into the local queue, then run up to EVENT_INTERVAL
+//!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
+//!  │   2. done? root returned and no child left -> return
+//!  │   3. park: nothing runnable -> block (or jump virtual time); else only collect events
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 
@@ -24,7 +24,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use crate::cancel::CancelReason;
 use crate::context;
 use crate::park::{Park, ParkMode, Unpark};
-use crate::queue::{RunQueue, Shared};
+use crate::queue::{Job, RunQueue, Shared};
 use crate::tree::{Key, NodeKind, NodeRef, Tree};
 
 /// A panic payload, as `catch_unwind` returns it.
@@ -123,22 +123,28 @@ impl Core {
         }
     }
 
-    /// Moves remote wakes into the local queue, then runs up to [`EVENT_INTERVAL`] tasks.
-    fn tick(&self) -> Tick {
+    /// Moves remote wakes into the local queue, then runs up to [`EVENT_INTERVAL`] jobs;
+    /// `poll_root` is called when the root's turn comes.
+    fn tick(&self, poll_root: &mut dyn FnMut()) -> Tick {
         let mut tick = Tick::default();
         {
             let mut queue = self.queue.borrow_mut();
-            while let Some(runnable) = self.shared.injector.pop() {
-                queue.push(runnable);
+            while let Some(job) = self.shared.injector.pop() {
+                queue.push(job);
                 tick.injected += 1;
             }
         }
         while tick.polled < EVENT_INTERVAL {
-            // The borrow ends with the statement: the task runs without it.
-            let Some(runnable) = self.queue.borrow_mut().pop() else {
+            // The borrow ends with the statement: the job runs without it.
+            let Some(job) = self.queue.borrow_mut().pop() else {
                 break;
             };
-            runnable.run();
+            match job {
+                Job::Task(runnable) => {
+                    runnable.run();
+                }
+                Job::Root => poll_root(),
+            }
             tick.polled += 1;
         }
         tick
@@ -152,14 +158,17 @@ impl Core {
         let wakers = self.tree.borrow().task_wakers();
         wakers.into_iter().for_each(Waker::wake);
         loop {
-            while let Some(runnable) = self.shared.injector.pop() {
-                self.queue.borrow_mut().push(runnable);
+            while let Some(job) = self.shared.injector.pop() {
+                self.queue.borrow_mut().push(job);
             }
-            let Some(runnable) = self.queue.borrow_mut().pop() else {
+            let Some(job) = self.queue.borrow_mut().pop() else {
                 break;
             };
-            // A task in teardown drops its future and completes without polling it.
-            runnable.run();
+            // A task in teardown drops its future and completes without polling it; the
+            // root is not polled.
+            if let Job::Task(runnable) = job {
+                runnable.run();
+            }
         }
         self.tree.borrow_mut().clear();
         self.mode.set(Mode::Running);
@@ -178,19 +187,62 @@ impl Drop for CurrentGuard<'_> {
     }
 }
 
-/// The waker of the `block_on` future: a flag the loop checks, plus an unpark when the loop
-/// sleeps. `Send + Sync`, since the root may hand its waker to another thread.
+/// The waker of the `block_on` future: queues a [`Job::Root`] like a task's waker queues its
+/// runnable. `Send + Sync`, since the root may hand its waker to another thread.
 struct RootWaker {
-    /// Set by a wake, cleared by the loop right before it polls the root.
-    woken: AtomicBool,
-    /// To unpark the loop.
+    /// A `Job::Root` is queued: set by a wake, cleared right before the root is polled, so
+    /// the root is queued at most once at a time (as async-task does for tasks).
+    queued: AtomicBool,
+    /// Where to queue it.
     shared: Arc<Shared>,
 }
 
 impl futures_task::ArcWake for RootWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        arc_self.woken.store(true, Ordering::SeqCst);
-        arc_self.shared.notify();
+        if !arc_self.queued.swap(true, Ordering::SeqCst) {
+            arc_self.shared.schedule_job(Job::Root);
+        }
+    }
+}
+
+/// The `block_on` future and what it needs to take its turn like a task.
+struct RootTask<'a, F: Future> {
+    /// The runtime.
+    core: &'a Core,
+    /// The root node.
+    key: Key,
+    /// The root waker's "a `Job::Root` is queued" flag.
+    queued: &'a AtomicBool,
+    /// The root waker.
+    waker: Waker,
+    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller).
+    future: Pin<&'a mut F>,
+    /// Its value, or its panic, once it has returned.
+    outcome: Option<Result<F::Output, Payload>>,
+}
+
+impl<F: Future> RootTask<'_, F> {
+    /// The root's turn: poll it like a task (current node, fresh budget, panics caught).
+    fn poll(&mut self) {
+        self.queued.store(false, Ordering::SeqCst);
+        if self.outcome.is_some() {
+            return;
+        }
+        let mut cx = Context::from_waker(&self.waker);
+        let polled = {
+            let _current = self.core.enter_node(self.key);
+            crate::coop::reset_budget(self.core);
+            panic::catch_unwind(AssertUnwindSafe(|| self.future.as_mut().poll(&mut cx)))
+        };
+        match polled {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(value)) => self.outcome = Some(Ok(value)),
+            Err(payload) => {
+                // The root failed: its children are cancelled; it re-raises after them.
+                self.outcome = Some(Err(payload));
+                self.core.cancel(self.key, CancelReason::Failure);
+            }
+        }
     }
 }
 
@@ -246,50 +298,38 @@ impl Executor {
             .insert(None, NodeKind::Root, location)
             .key;
         let root_waker = Arc::new(RootWaker {
-            woken: AtomicBool::new(true),
+            queued: AtomicBool::new(true),
             shared: core.shared.clone(),
         });
+        core.queue.borrow_mut().push(Job::Root);
         let waker = futures_task::waker(root_waker.clone());
         core.tree.borrow_mut().node_mut(root).waker = Some(waker.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut future = pin!(future);
-        let mut outcome: Option<Result<F::Output, Payload>> = None;
+        let mut root_task = RootTask {
+            core,
+            key: root,
+            queued: &root_waker.queued,
+            waker,
+            future: pin!(future),
+            outcome: None,
+        };
 
         loop {
-            // 1. The root, when woken. It runs like a task: current node, fresh budget.
-            if outcome.is_none() && root_waker.woken.swap(false, Ordering::SeqCst) {
-                let polled = {
-                    let _current = core.enter_node(root);
-                    crate::coop::reset_budget(core);
-                    panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
-                };
-                match polled {
-                    Ok(Poll::Pending) => {}
-                    Ok(Poll::Ready(value)) => outcome = Some(Ok(value)),
-                    Err(payload) => {
-                        // The root failed: its children are cancelled, then it re-raises.
-                        outcome = Some(Err(payload));
-                        core.cancel(root, CancelReason::Failure);
-                    }
-                }
-            }
-            // 2. Run a batch of tasks.
-            core.tick();
-            // 3. Done when the root returned and the whole tree below it finished. Checked
+            // 1. Run a batch of jobs.
+            core.tick(&mut || root_task.poll());
+            // 2. Done when the root returned and the whole tree below it finished. Checked
             //    after the tick, before parking: the last child may have just finished.
-            if outcome.is_some() && !core.tree.borrow().has_children(root) {
+            if root_task.outcome.is_some() && !core.tree.borrow().has_children(root) {
                 break;
             }
-            // 4. Park: block only when nothing at all is runnable.
-            let runnable = !core.queue.borrow().is_empty()
-                || root_waker.woken.load(Ordering::SeqCst)
-                || !core.shared.injector.is_empty();
+            // 3. Park: block only when nothing at all is runnable.
+            let runnable = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
             if runnable {
                 park.park(ParkMode::NoWait);
             } else {
-                self.park_idle(park, &root_waker);
+                self.park_idle(park);
             }
         }
+        let outcome = root_task.outcome.take();
 
         core.finish(root);
         let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
@@ -312,10 +352,10 @@ impl Executor {
 
     /// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of
     /// the handshake in `Shared::push_remote`: set it, *then* look for work one last time.
-    fn park_idle<P: Park>(&self, park: &mut P, root: &RootWaker) {
+    fn park_idle<P: Park>(&self, park: &mut P) {
         let shared = &self.core.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
-        if shared.injector.is_empty() && !root.woken.load(Ordering::SeqCst) {
+        if shared.injector.is_empty() {
             park.park(ParkMode::Wait);
         }
         shared.sleeping.store(false, Ordering::SeqCst);

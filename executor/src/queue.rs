@@ -21,6 +21,15 @@ use crossbeam_queue::SegQueue;
 use crate::context;
 use crate::park::Unpark;
 
+/// One turn on the loop: a task, or the `block_on` future (which is not `'static`, so it
+/// cannot be an async-task task, yet must take its turn in the same FIFO to be fair).
+pub(crate) enum Job {
+    /// Poll this task.
+    Task(Runnable),
+    /// Poll the root future.
+    Root,
+}
+
 /// Runnable tasks of the loop thread, in wake order.
 ///
 /// A plain FIFO: a task woken while it runs goes to the back like any other, so one task
@@ -28,8 +37,8 @@ use crate::park::Unpark;
 /// stays ready *within* a poll). Kept behind its own type so a seeded strategy (SPEC §5) can
 /// replace "front" with "chosen by the seed" without touching the loop.
 pub(crate) struct RunQueue {
-    /// Waiting tasks, oldest first.
-    ready: VecDeque<Runnable>,
+    /// Waiting jobs, oldest first.
+    ready: VecDeque<Job>,
 }
 
 impl RunQueue {
@@ -39,11 +48,11 @@ impl RunQueue {
         }
     }
 
-    pub(crate) fn push(&mut self, runnable: Runnable) {
-        self.ready.push_back(runnable);
+    pub(crate) fn push(&mut self, job: Job) {
+        self.ready.push_back(job);
     }
 
-    pub(crate) fn pop(&mut self) -> Option<Runnable> {
+    pub(crate) fn pop(&mut self) -> Option<Job> {
         self.ready.pop_front()
     }
 
@@ -54,8 +63,8 @@ impl RunQueue {
 
 /// The part of a runtime that wakers on any thread may reach.
 pub(crate) struct Shared {
-    /// Tasks woken from other threads, waiting to be moved into the local queue.
-    pub(crate) injector: SegQueue<Runnable>,
+    /// Jobs woken from other threads, waiting to be moved into the local queue.
+    pub(crate) injector: SegQueue<Job>,
     /// The loop is about to block, or blocked, in `park(Wait)`: a remote wake must unpark.
     pub(crate) sleeping: AtomicBool,
     /// The runtime is gone: wakes drop their runnable instead of queueing it.
@@ -76,39 +85,36 @@ impl Shared {
 
     /// The schedule function every task is created with: the hot path of every wake.
     pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable) {
-        // Fast path: woken on the loop thread of this very runtime; queue locally.
-        let mut pending = Some(runnable);
+        self.schedule_job(Job::Task(runnable));
+    }
+
+    /// Queues `job` locally when called on this runtime's loop thread, else injects it.
+    pub(crate) fn schedule_job(self: &Arc<Self>, job: Job) {
+        let mut pending = Some(job);
         context::with_core(|core| {
             if Arc::ptr_eq(&core.shared, self) {
-                if let Some(runnable) = pending.take() {
-                    core.queue.borrow_mut().push(runnable);
+                if let Some(job) = pending.take() {
+                    core.queue.borrow_mut().push(job);
                 }
             }
         });
         // Another thread, or a runtime that is not running on this thread any more.
-        if let Some(runnable) = pending {
-            self.push_remote(runnable);
+        if let Some(job) = pending {
+            self.push_remote(job);
         }
     }
 
     /// A wake from a thread that is not running this runtime.
-    pub(crate) fn push_remote(&self, runnable: Runnable) {
+    fn push_remote(&self, job: Job) {
         if self.closed.load(Ordering::Acquire) {
-            drop(runnable);
+            drop(job);
             return;
         }
-        self.injector.push(runnable);
-        // Handshake with the loop (see `Executor::park`): it sets `sleeping` and then looks
-        // at the injector; we push and then look at `sleeping`. With SeqCst on both sides
-        // at least one of us sees the other, so no wake is lost and at most one syscall is
-        // made per sleep.
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.unparker.unpark();
-        }
-    }
-
-    /// Interrupts the loop if it sleeps (used by the root's waker).
-    pub(crate) fn notify(&self) {
+        self.injector.push(job);
+        // Handshake with the loop (see `Executor::park_idle`): it sets `sleeping` and then
+        // looks at the injector; we push and then look at `sleeping`. With SeqCst on both
+        // sides at least one of us sees the other, so no wake is lost, and at most one
+        // syscall is made per sleep.
         if self.sleeping.swap(false, Ordering::SeqCst) {
             self.unparker.unpark();
         }

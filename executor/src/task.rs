@@ -33,6 +33,7 @@ use crate::context;
 use crate::coop;
 use crate::executor::{Core, Mode, Payload};
 use crate::join::JoinHandle;
+use crate::queue::Job;
 use crate::tree::{JoinInterest, Key, NodeKind, Phase};
 
 /// How a task ended, as its `JoinHandle` receives it.
@@ -92,7 +93,7 @@ where
     let (runnable, task) =
         async_task::spawn_local(wrapped, move |runnable| shared.schedule(runnable));
     core.tree.borrow_mut().node_mut(node.key).waker = Some(runnable.waker());
-    core.queue.borrow_mut().push(runnable);
+    core.queue.borrow_mut().push(Job::Task(runnable));
     JoinHandle::new(task.fallible(), node, parent_ref, location)
 }
 

@@ -1,0 +1,162 @@
+//! Shields (R11, basic form) and cleanup that awaits.
+
+mod common;
+
+use common::{Log, ms, ms_since, paused};
+use treeloop::time::{Instant, sleep};
+use treeloop::{CancelReason, Cancelled, cancelled_here, checkpoint, shield, spawn};
+
+#[test]
+fn awaits_inside_a_shield_behave_as_if_not_cancelled() {
+    paused().block_on(async {
+        let start = Instant::now();
+        let task = spawn(async move {
+            let cancelled = sleep(ms(1_000)).await.unwrap_err();
+            let cleanup = shield(async {
+                assert_eq!(cancelled_here(), None);
+                sleep(ms(30)).await?;
+                checkpoint().await?;
+                Ok::<_, Cancelled>(ms_since(start))
+            })
+            .await;
+            (cancelled, cleanup)
+        });
+        sleep(ms(10)).await.unwrap();
+        task.cancel();
+        let (cancelled, cleanup) = task.await.unwrap();
+        assert_eq!(cancelled.reason(), CancelReason::Explicit);
+        assert_eq!(cleanup, Ok(40), "the shielded cleanup slept its full 30 ms");
+    });
+}
+
+#[test]
+fn the_first_await_after_the_shield_sees_cancelled_again() {
+    paused().block_on(async {
+        let task = spawn(async {
+            let _ = sleep(ms(1_000)).await;
+            let inside = shield(checkpoint()).await;
+            let after = checkpoint().await;
+            (inside, after, cancelled_here().is_some())
+        });
+        checkpoint().await.unwrap();
+        task.cancel();
+        let (inside, after, still_marked) = task.await.unwrap();
+        assert_eq!(inside, Ok(()));
+        assert_eq!(after, Err(Cancelled::new(CancelReason::Explicit)));
+        assert!(still_marked);
+    });
+}
+
+#[test]
+fn a_shield_hides_cancellation_that_arrives_while_inside() {
+    let log = Log::new();
+    paused().block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let task = spawn({
+                let log = log.clone();
+                async move {
+                    let r = shield(sleep(ms(100))).await;
+                    log.push(format!("shielded sleep: {r:?} at {}", ms_since(start)));
+                    let r = checkpoint().await;
+                    log.push(format!("next await: {r:?}"));
+                }
+            });
+            sleep(ms(10)).await.unwrap();
+            task.cancel();
+            task.await.unwrap();
+        }
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "shielded sleep: Ok(()) at 100",
+            "next await: Err(Cancelled { reason: Explicit })"
+        ]
+    );
+}
+
+#[test]
+fn children_spawned_inside_a_shield_are_shielded_for_life() {
+    let log = Log::new();
+    paused().block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let parent = spawn({
+                let log = log.clone();
+                async move {
+                    let _ = sleep(ms(1_000)).await; // cancelled at 5 ms
+                    let flusher = shield(async {
+                        spawn({
+                            let log = log.clone();
+                            async move {
+                                let r = sleep(ms(50)).await;
+                                log.push(format!("flusher: {r:?} at {}", ms_since(start)));
+                            }
+                        })
+                    })
+                    .await;
+                    // The shield is left; the child it spawned still runs shielded, and
+                    // the parent waits for it (R2).
+                    drop(flusher);
+                    log.push(format!("parent returned at {}", ms_since(start)));
+                }
+            });
+            sleep(ms(5)).await.unwrap();
+            parent.cancel();
+            parent.await.unwrap();
+            log.push(format!("parent joined at {}", ms_since(start)));
+        }
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "parent returned at 5",
+            "flusher: Ok(()) at 55",
+            "parent joined at 55"
+        ]
+    );
+}
+
+#[test]
+fn a_task_inside_a_shield_can_still_be_cancelled_through_its_handle() {
+    paused().block_on(async {
+        let outer = spawn(async {
+            let _ = sleep(ms(1_000)).await;
+            shield(async {
+                let inner = spawn(async { sleep(ms(1_000)).await });
+                checkpoint().await.unwrap();
+                inner.cancel();
+                inner.await.unwrap()
+            })
+            .await
+        });
+        checkpoint().await.unwrap();
+        outer.cancel();
+        assert_eq!(
+            outer.await.unwrap(),
+            Err(Cancelled::new(CancelReason::Explicit)),
+            "cancellation that starts inside the shield applies"
+        );
+    });
+}
+
+#[test]
+fn a_join_interrupted_by_cancellation_can_be_retried_inside_a_shield() {
+    paused().block_on(async {
+        let parent = spawn(async {
+            let mut child = spawn(async {
+                let _ = shield(sleep(ms(20))).await;
+                "child value"
+            });
+            let interrupted = (&mut child).await.unwrap_err();
+            assert!(interrupted.is_cancelled());
+            shield(child).await.unwrap()
+        });
+        checkpoint().await.unwrap();
+        parent.cancel();
+        assert_eq!(parent.await.unwrap(), "child value");
+    });
+}

@@ -330,6 +330,9 @@ impl Executor {
             }
         }
         let outcome = root_task.outcome.take();
+        // Only root wakes can be left over (every task has finished): drop them, so the next
+        // `block_on` on this runtime starts from an empty queue.
+        while self.core.queue.borrow_mut().pop().is_some() {}
 
         core.finish(root);
         let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();

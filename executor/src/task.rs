@@ -147,18 +147,23 @@ impl<F: Future> Future for TaskFuture<F> {
                     });
                 }
                 StageProj::Completing { outcome } => {
-                    if core.mode.get() == Mode::Running && core.tree.borrow().has_children(key) {
+                    let outcome = outcome
+                        .take()
+                        .expect("a finished task is never polled again");
+                    if core.mode.get() == Mode::TearingDown {
+                        return Poll::Ready(outcome);
+                    }
+                    if core.tree.borrow().has_children(key) {
                         // Woken again by `Tree::finish` when the last child goes.
+                        stage.set(Stage::Completing {
+                            outcome: Some(outcome),
+                        });
                         return Poll::Pending;
                     }
-                    if core.mode.get() == Mode::Running {
-                        core.finish(key);
-                    }
-                    return Poll::Ready(
-                        outcome
-                            .take()
-                            .expect("a finished task is never polled again"),
-                    );
+                    // The handle may have been dropped while the children finished.
+                    let outcome = route_unobserved_panic(&core, key, outcome);
+                    core.finish(key);
+                    return Poll::Ready(outcome);
                 }
             }
         }
@@ -169,27 +174,31 @@ impl<F: Future> Future for TaskFuture<F> {
 /// its own children (nobody is left to use what they compute); a panic nobody can take from
 /// a handle is reported and cancels the parent's region (R17).
 fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+    core.tree.borrow_mut().node_mut(key).phase = Phase::Completing;
+    match outcome {
+        Outcome::Panicked(_) => core.cancel(key, CancelReason::Failure),
+        Outcome::Aborted => core.cancel(key, CancelReason::Explicit),
+        _ => {}
+    }
+    route_unobserved_panic(core, key, outcome)
+}
+
+/// A panic whose `JoinHandle` is gone has nobody to go to: the runtime takes it, and it
+/// cancels the parent's region (R17). Checked when the task panics and again when it
+/// finishes, since the handle may be dropped in between.
+fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+    let Outcome::Panicked(payload) = outcome else {
+        return outcome;
+    };
     let (join, parent, location) = {
-        let mut tree = core.tree.borrow_mut();
-        tree.node_mut(key).phase = Phase::Completing;
-        let parent = tree.parent(key).map(|p| tree.node_ref(p));
+        let tree = core.tree.borrow();
         let node = tree.node(key);
+        let parent = tree.parent(key).map(|p| tree.node_ref(p));
         (node.join, parent, node.location)
     };
-    match outcome {
-        Outcome::Panicked(payload) => {
-            core.cancel(key, CancelReason::Failure);
-            if join == JoinInterest::Dropped {
-                core.report_unhandled(parent, payload, location);
-                Outcome::Reported
-            } else {
-                Outcome::Panicked(payload)
-            }
-        }
-        Outcome::Aborted => {
-            core.cancel(key, CancelReason::Explicit);
-            Outcome::Aborted
-        }
-        other => other,
+    if join == JoinInterest::Handle {
+        return Outcome::Panicked(payload);
     }
+    core.report_unhandled(parent, payload, location);
+    Outcome::Reported
 }

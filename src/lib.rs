@@ -52,8 +52,13 @@ mod runtime;
 pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
-    TaskId, cancelled_here, checkpoint, shield, spawn, yield_now,
+    TaskId, WaitCancelled, cancelled, cancelled_here, checkpoint, shield, spawn, yield_now,
 };
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {

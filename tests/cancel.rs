@@ -311,3 +311,20 @@ fn cancelling_a_finished_task_does_nothing() {
         assert_eq!(other.await.unwrap(), Ok(()), "no other task was touched");
     });
 }
+
+#[test]
+fn cancelled_waits_for_the_cancellation_and_reports_its_reason() {
+    paused().block_on(async {
+        let start = Instant::now();
+        let server = spawn(async move {
+            let why = treeloop::cancelled().await;
+            (why, ms_since(start))
+        });
+        sleep(ms(25)).await.unwrap();
+        assert!(!server.is_finished(), "still serving before the cancel");
+        server.cancel();
+        let (why, at) = server.await.unwrap();
+        assert_eq!(why, Cancelled::new(CancelReason::Explicit));
+        assert_eq!(at, 25);
+    });
+}

@@ -77,3 +77,45 @@ impl Future for Checkpoint {
         Poll::Pending
     }
 }
+
+/// Waits until the region being polled is cancelled, and returns how: the way for a task
+/// that only serves until shutdown to wait for it.
+///
+/// It needs no waker registration of its own: marking a subtree wakes every task in it.
+///
+/// ```
+/// # treeloop_executor::block_on(async {
+/// let server = treeloop_executor::spawn(async {
+///     let why = treeloop_executor::cancelled().await;
+///     format!("stopping: {why}")
+/// });
+/// server.cancel();
+/// assert_eq!(server.await.unwrap(), "stopping: operation cancelled: cancel was requested");
+/// # });
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub fn cancelled() -> WaitCancelled {
+    WaitCancelled { _private: () }
+}
+
+/// The future of [`cancelled`].
+#[derive(Debug)]
+pub struct WaitCancelled {
+    _private: (),
+}
+
+impl Future for WaitCancelled {
+    type Output = Cancelled;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Cancelled> {
+        assert!(
+            context::in_runtime(),
+            "cancelled() polled outside a treeloop runtime: await it inside \
+             `treeloop::block_on` (or a task spawned from it)"
+        );
+        match cancelled_here() {
+            Some(cancelled) => Poll::Ready(cancelled),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -54,7 +54,7 @@ use std::future::Future;
 use std::panic::Location;
 
 pub use cancel::{CancelReason, Cancelled};
-pub use checkpoint::{Checkpoint, cancelled_here, checkpoint, yield_now};
+pub use checkpoint::{Checkpoint, WaitCancelled, cancelled, cancelled_here, checkpoint, yield_now};
 pub use context::in_runtime;
 pub use executor::{Executor, Tick};
 pub use join::{JoinError, JoinHandle};

@@ -45,6 +45,7 @@ mod join;
 mod or_cancel;
 mod park;
 mod queue;
+mod region;
 mod report;
 mod shield;
 mod task;
@@ -60,6 +61,7 @@ pub use executor::{Executor, Tick};
 pub use join::{JoinError, JoinHandle};
 pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ThreadPark, Unpark};
+pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use shield::{Shield, shield};
 pub use tree::TaskId;
 

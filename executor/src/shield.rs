@@ -21,67 +21,11 @@
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context;
-use crate::executor::Core;
-use crate::tree::{NodeKind, NodeRef, Phase};
-
-/// An open region node owned by a future (for now: a shield).
-pub(crate) struct Region {
-    /// The region's node.
-    node: NodeRef,
-}
-
-impl Region {
-    /// Opens a region of `kind` under the node being polled.
-    #[track_caller]
-    pub(crate) fn open(kind: NodeKind, location: &'static Location<'static>) -> Region {
-        context::expect_core("shield", |core| {
-            let parent = core.current.get();
-            let node = core.tree.borrow_mut().insert(Some(parent), kind, location);
-            Region { node }
-        })
-    }
-
-    /// Polls `f` with this region as the current node, and remembers `waker` as the one to
-    /// wake when the region is cancelled.
-    pub(crate) fn enter<R>(&self, waker: &Waker, f: impl FnOnce() -> R) -> R {
-        let core: Rc<Core> = context::with_core(Rc::clone)
-            .expect("a treeloop shield was polled outside its runtime");
-        {
-            let mut tree = core.tree.borrow_mut();
-            let node = tree.node_mut(self.node.key);
-            if !node.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                node.waker = Some(waker.clone());
-            }
-        }
-        let _current = core.enter_node(self.node.key);
-        f()
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        context::with_core(|core| {
-            let key = core.tree.borrow().resolve(self.node);
-            let Some(key) = key else { return };
-            let has_children = {
-                let mut tree = core.tree.borrow_mut();
-                let node = tree.node_mut(key);
-                node.waker = None;
-                node.phase = Phase::Completing;
-                tree.has_children(key)
-            };
-            if !has_children {
-                core.finish(key);
-            }
-        });
-    }
-}
+use crate::region::{Region, RegionKind};
 
 /// Runs `future` with cancellation from outside hidden, so cleanup can await (R11).
 ///
@@ -135,7 +79,7 @@ impl<F: Future> Future for Shield<F> {
         let location = *this.location;
         let region = this
             .region
-            .get_or_insert_with(|| Region::open(NodeKind::Shield, location));
+            .get_or_insert_with(|| Region::open_at(RegionKind::Shield, location));
         let inner = this.inner;
         let polled = region.enter(cx.waker(), || inner.poll(cx));
         if polled.is_ready() {

@@ -23,6 +23,7 @@
 //! and check it with [`Tree::resolve`].
 
 use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 
 use slab::Slab;
@@ -42,7 +43,8 @@ pub struct TaskId(pub(crate) u64);
 
 impl std::fmt::Display for TaskId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
+        // The low bits: the number within its runtime (the high bits tell runtimes apart).
+        write!(f, "#{}", self.0 & ((1 << 40) - 1))
     }
 }
 
@@ -62,6 +64,9 @@ pub(crate) enum NodeKind {
     Root,
     /// A spawned task.
     Task,
+    /// A cancel region inside some task (a scope, a timeout): cancellable from above and
+    /// directly.
+    Region,
     /// A `shield(..)` region inside some task: cancellation does not cross it downwards.
     Shield,
 }
@@ -69,12 +74,12 @@ pub(crate) enum NodeKind {
 /// Where a node is in its life. "Finished" is not a phase: a finished node is not in the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Task: its future has not returned. Shield: its owner is still inside. Root: running.
+    /// Task: its future has not returned. Region: its owner is still inside. Root: running.
     Active,
     /// Task: `abort()` was called; the future is dropped at its next poll.
     Aborting,
     /// Task: its future returned or was dropped, and it waits for its children (Kotlin's
-    /// "completing"). Shield: its owner left while children spawned inside still run.
+    /// "completing"). Region: its owner left while children spawned inside still run.
     Completing,
 }
 
@@ -124,11 +129,15 @@ pub(crate) struct Tree {
     next_id: u64,
 }
 
+/// Where the next runtime's block of ids starts. Each runtime takes 2^40 ids, so a
+/// `NodeRef` from one runtime can never resolve in another on the same thread.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(0);
+
 impl Tree {
     pub(crate) fn new() -> Self {
         Tree {
             nodes: Slab::new(),
-            next_id: 0,
+            next_id: NEXT_ID_BLOCK.fetch_add(1 << 40, Ordering::Relaxed),
         }
     }
 
@@ -305,8 +314,12 @@ impl Tree {
             }
             let parent_node = &self.nodes[parent as usize];
             match (parent_node.kind, parent_node.phase) {
-                (NodeKind::Shield, Phase::Completing) => key = parent,
-                (NodeKind::Task, Phase::Completing) => {
+                // A region its owner left goes with its last child; look further up.
+                (NodeKind::Region | NodeKind::Shield, Phase::Completing) => key = parent,
+                // A completing task can now finish; an open region's owner (a scope waiting
+                // for its members) can now return.
+                (NodeKind::Task, Phase::Completing)
+                | (NodeKind::Region | NodeKind::Shield, Phase::Active) => {
                     if let Some(waker) = &parent_node.waker {
                         wake.push(waker.clone());
                     }

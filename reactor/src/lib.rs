@@ -10,6 +10,7 @@
 mod clock;
 mod driver;
 mod sleep;
+mod timer;
 mod timers;
 
 pub use driver::{EnterGuard, Reactor};
@@ -19,4 +20,5 @@ pub use timers::Turn;
 pub mod time {
     pub use crate::clock::Instant;
     pub use crate::sleep::{Sleep, sleep, sleep_until};
+    pub use crate::timer::Timer;
 }

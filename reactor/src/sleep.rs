@@ -12,8 +12,7 @@ use std::time::Duration;
 use treeloop_executor::{Cancelled, cancelled_here, coop};
 
 use crate::clock::Instant;
-use crate::driver::{expect_reactor, with_reactor};
-use crate::timers::TimerKey;
+use crate::timer::Timer;
 
 /// Waits until `duration` has passed on the runtime's clock.
 ///
@@ -21,43 +20,41 @@ use crate::timers::TimerKey;
 /// until cancelled.
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
-        deadline: None,
-        duration,
-        timer: None,
+        start: Start::After(duration),
     }
 }
 
 /// Waits until `deadline` on the runtime's clock; see [`sleep`].
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        deadline: Some(deadline),
-        duration: Duration::ZERO,
-        timer: None,
+        start: Start::Timer(Timer::at(deadline)),
     }
+}
+
+/// When a sleep's deadline is known.
+#[derive(Debug)]
+enum Start {
+    /// `sleep(duration)`: the deadline is fixed at the first poll, when the runtime's clock
+    /// (real or virtual) can be read.
+    After(Duration),
+    /// The deadline is known.
+    Timer(Timer),
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    /// When it is due; for `sleep`, fixed at the first poll (the runtime's clock is only
-    /// known inside the runtime).
-    deadline: Option<Instant>,
-    /// For `sleep`: how long, from the first poll.
-    duration: Duration,
-    /// The registered timer, while pending.
-    timer: Option<TimerKey>,
+    /// The duration before the first poll, the timer after.
+    start: Start,
 }
 
 impl Sleep {
     /// The deadline, once known (after the first poll, or from `sleep_until`).
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    fn unregister(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            with_reactor(|reactor| reactor.timers.borrow_mut().remove(timer));
+        match &self.start {
+            Start::After(_) => None,
+            Start::Timer(timer) => Some(timer.deadline()),
         }
     }
 }
@@ -67,38 +64,25 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(cancelled) = cancelled_here() {
-            self.unregister();
+            if let Start::Timer(timer) = &mut self.start {
+                timer.unregister();
+            }
             return Poll::Ready(Err(cancelled));
         }
-        let this = &mut *self;
-        let done = expect_reactor("sleep", |reactor| {
-            let now = reactor.now();
-            let deadline = *this
-                .deadline
-                .get_or_insert_with(|| now.saturating_add(this.duration));
-            if now >= deadline {
-                return true;
-            }
-            let mut timers = reactor.timers.borrow_mut();
-            match this.timer {
-                Some(timer) => timers.set_waker(timer, cx.waker()),
-                None => this.timer = Some(timers.insert(deadline, cx.waker().clone())),
-            }
-            false
-        });
-        if !done {
+        if let Start::After(duration) = self.start {
+            let deadline = Instant::now().saturating_add(duration);
+            self.start = Start::Timer(Timer::at(deadline));
+        }
+        let Start::Timer(timer) = &mut self.start else {
+            unreachable!("the deadline was fixed above")
+        };
+        if timer.poll_expired(cx).is_pending() {
             return Poll::Pending;
         }
+        // Due: a completion, so it costs budget (an always-due sleep loop must yield).
         if coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;
         }
-        self.unregister();
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        self.unregister();
     }
 }

@@ -1,0 +1,213 @@
+//! Regions: nodes of the tree that belong to a future rather than to a task.
+//!
+//! A region is how a piece of a task's body gets its own place in the tree: a shield, a
+//! scope (nursery), a timeout. The future that owns the [`Region`] polls its inner future
+//! inside [`Region::enter`], which makes the region the current node: await points read the
+//! region's mark, `spawn` makes tasks its children. The building block for everything in
+//! the scope crate; applications use `shield`, `scope` and `timeout` instead.
+//!
+//! # Ground rules
+//!
+//! - A region is opened under the node being polled, so it nests like the code does.
+//! - A cancel region inherits its parent's mark and is marked by cancels from above; a
+//!   shield does neither (R11). Both can be cancelled *directly* ([`Region::cancel`]), which is
+//!   how a deadline or a failing member cancels just that region.
+//! - Dropping the `Region` closes it. A closed region with children stays in the tree
+//!   ("completing") until its last child finishes, so the owning task still waits for them.
+//! - While a region is open, the waker given to `enter`/`set_waker` is woken when the region
+//!   is cancelled and when its last child finishes: a scope waits for its members that way.
+//! - [`RegionHandle`] is a copyable, `'static` reference that outlives the region: spawning
+//!   through it after the region closed is refused.
+
+use std::future::Future;
+use std::panic::Location;
+use std::rc::Rc;
+use std::task::Waker;
+
+use crate::cancel::{CancelReason, Cancelled};
+use crate::context;
+use crate::executor::Core;
+use crate::join::JoinHandle;
+use crate::tree::{NodeKind, NodeRef, Phase, TaskId};
+
+/// What kind of region to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Cancellable from above and directly: scopes and deadlines.
+    Cancel,
+    /// Hides cancellation from above; only cancellable directly (R11).
+    Shield,
+}
+
+/// An open region of the tree, owned by the future that opened it.
+#[derive(Debug)]
+pub struct Region {
+    /// The region's node.
+    node: NodeRef,
+}
+
+impl Region {
+    /// Opens a region under the node being polled.
+    ///
+    /// # Panics
+    ///
+    /// Outside a treeloop runtime.
+    #[track_caller]
+    pub fn open(kind: RegionKind) -> Region {
+        Region::open_at(kind, Location::caller())
+    }
+
+    /// Like [`open`](Self::open), recording `location` as where it was opened.
+    #[track_caller]
+    pub fn open_at(kind: RegionKind, location: &'static Location<'static>) -> Region {
+        let kind = match kind {
+            RegionKind::Cancel => NodeKind::Region,
+            RegionKind::Shield => NodeKind::Shield,
+        };
+        context::expect_core("opening a shield, scope or timeout", |core| {
+            let parent = core.current.get();
+            let node = core.tree.borrow_mut().insert(Some(parent), kind, location);
+            Region { node }
+        })
+    }
+
+    /// A `'static` handle to spawn into or cancel this region from anywhere.
+    pub fn handle(&self) -> RegionHandle {
+        RegionHandle { node: self.node }
+    }
+
+    /// Runs `f` (a poll of the inner future) with this region as the current node, and makes
+    /// `waker` the one woken when the region is cancelled or its last child finishes.
+    pub fn enter<R>(&self, waker: &Waker, f: impl FnOnce() -> R) -> R {
+        let core = self.core();
+        self.set_waker_in(&core, waker);
+        let _current = core.enter_node(self.node.key);
+        f()
+    }
+
+    /// Makes `waker` the one woken when the region is cancelled or its last child finishes.
+    pub fn set_waker(&self, waker: &Waker) {
+        self.set_waker_in(&self.core(), waker);
+    }
+
+    fn set_waker_in(&self, core: &Core, waker: &Waker) {
+        let mut tree = core.tree.borrow_mut();
+        let node = tree.node_mut(self.node.key);
+        if !node.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            node.waker = Some(waker.clone());
+        }
+    }
+
+    /// The region's own cancellation mark (from above, or direct).
+    pub fn cancellation(&self) -> Option<Cancelled> {
+        let core = self.core();
+        let tree = core.tree.borrow();
+        tree.node(self.node.key).cancel.map(Cancelled::new)
+    }
+
+    /// Cancels the region and its subtree; see [`RegionHandle::cancel`].
+    pub fn cancel(&self, reason: CancelReason) {
+        self.handle().cancel(reason);
+    }
+
+    /// Whether tasks spawned in the region (or in regions inside it) are still alive.
+    pub fn has_children(&self) -> bool {
+        self.core().tree.borrow().has_children(self.node.key)
+    }
+
+    fn core(&self) -> Rc<Core> {
+        context::with_core(Rc::clone).expect(
+            "a treeloop region (shield, scope or timeout) was used outside its runtime: \
+             await it inside the `block_on` that created it",
+        )
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        context::with_core(|core| {
+            let key = core.tree.borrow().resolve(self.node);
+            let Some(key) = key else { return };
+            let has_children = {
+                let mut tree = core.tree.borrow_mut();
+                let node = tree.node_mut(key);
+                node.waker = None;
+                node.phase = Phase::Completing;
+                tree.has_children(key)
+            };
+            if !has_children {
+                core.finish(key);
+            }
+        });
+    }
+}
+
+/// Why [`RegionHandle::spawn`] refused a future (which it dropped unrun).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnRefused {
+    /// The region was closed: its owner finished or was dropped.
+    Closed,
+    /// No treeloop runtime runs on this thread (the region's runtime is gone).
+    NoRuntime,
+}
+
+/// A `'static`, copyable reference to a region: spawn into it, cancel it, from any task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionHandle {
+    /// The region's node; stale once the region has left the tree.
+    node: NodeRef,
+}
+
+impl RegionHandle {
+    /// The region's id (regions and tasks share one id space).
+    pub fn id(&self) -> TaskId {
+        self.node.id
+    }
+
+    /// Spawns `future` as a child of the region, wherever the caller is (R1): a timeout
+    /// around the call does not apply to the child. Refused, and the future dropped unrun,
+    /// when the region is closed or the runtime is gone.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnRefused>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let location = Location::caller();
+        let node = self.node;
+        context::with_core(|core| {
+            let open = {
+                let tree = core.tree.borrow();
+                tree.resolve(node)
+                    .filter(|&key| tree.node(key).phase == Phase::Active)
+            };
+            match open {
+                Some(key) => Ok(crate::task::spawn_in(core, key, future, location)),
+                None => Err(SpawnRefused::Closed),
+            }
+        })
+        .unwrap_or(Err(SpawnRefused::NoRuntime))
+    }
+
+    /// Cancels the region's subtree (a closed region's remaining children included): every
+    /// treeloop await point in it returns `Err(Cancelled)` with `reason`. Harmless twice, and
+    /// a no-op once the region has left the tree or outside its runtime.
+    pub fn cancel(&self, reason: CancelReason) {
+        context::with_core(|core| {
+            let key = core.tree.borrow().resolve(self.node);
+            if let Some(key) = key {
+                core.cancel(key, reason);
+            }
+        });
+    }
+
+    /// Whether the region still accepts spawns.
+    pub fn is_open(&self) -> bool {
+        context::with_core(|core| {
+            let tree = core.tree.borrow();
+            tree.resolve(self.node)
+                .is_some_and(|key| tree.node(key).phase == Phase::Active)
+        })
+        .unwrap_or(false)
+    }
+}

@@ -1,0 +1,87 @@
+//! `Timer`: a deadline registered with the reactor, with no opinion about cancellation.
+//!
+//! The building block under `sleep` (which adds the cancellation check and the budget) and
+//! under deadlines (`timeout`), whose own timer must keep running while the region it
+//! guards is cancelled: it is what cancels it.
+
+use std::task::{Context, Poll};
+
+use crate::clock::Instant;
+use crate::driver::{expect_reactor, with_reactor};
+use crate::timers::TimerKey;
+
+/// A deadline on the runtime's clock that can wake a task.
+#[derive(Debug)]
+pub struct Timer {
+    /// When it expires.
+    deadline: Instant,
+    /// Its registration with the reactor, while a poll is waiting for it.
+    key: Option<TimerKey>,
+}
+
+impl Timer {
+    /// A timer expiring at `deadline`. Nothing is registered until it is polled.
+    pub fn at(deadline: Instant) -> Timer {
+        Timer {
+            deadline,
+            key: None,
+        }
+    }
+
+    /// When it expires.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline (unregistering the old one).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    /// Whether the runtime's clock has reached the deadline.
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// `Ready` once the deadline has passed; otherwise registers `cx`'s waker to be woken
+    /// then. No cancellation check and no budget: callers add the policy they need.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime with a reactor.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline;
+        let key = &mut self.key;
+        let expired = expect_reactor("a timer (sleep, timeout or interval)", |reactor| {
+            if reactor.now() >= deadline {
+                return true;
+            }
+            let mut timers = reactor.timers.borrow_mut();
+            match *key {
+                Some(registered) => timers.set_waker(registered, cx.waker()),
+                None => *key = Some(timers.insert(deadline, cx.waker().clone())),
+            }
+            false
+        });
+        if expired {
+            self.unregister();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Forgets the registration, if any (the reactor may already have fired it).
+    pub fn unregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            with_reactor(|reactor| reactor.timers.borrow_mut().remove(key));
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}

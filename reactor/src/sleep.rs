@@ -27,7 +27,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// Waits until `deadline` on the runtime's clock; see [`sleep`].
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        start: Start::Timer(Timer::at(deadline)),
+        start: Start::Timer(Timer::at(deadline).named("sleep")),
     }
 }
 
@@ -71,7 +71,7 @@ impl Future for Sleep {
         }
         if let Start::After(duration) = self.start {
             let deadline = Instant::now().saturating_add(duration);
-            self.start = Start::Timer(Timer::at(deadline));
+            self.start = Start::Timer(Timer::at(deadline).named("sleep"));
         }
         let Start::Timer(timer) = &mut self.start else {
             unreachable!("the deadline was fixed above")

@@ -17,6 +17,8 @@ pub struct Timer {
     deadline: Instant,
     /// Its registration with the reactor, while a poll is waiting for it.
     key: Option<TimerKey>,
+    /// What to call it in the misuse panic ("sleep", "timeout", ...).
+    what: &'static str,
 }
 
 impl Timer {
@@ -25,7 +27,15 @@ impl Timer {
         Timer {
             deadline,
             key: None,
+            what: "timer",
         }
+    }
+
+    /// Names the timer after the operation it serves, for the panic when it is polled
+    /// outside a runtime ("sleep polled outside a treeloop runtime ...").
+    pub fn named(mut self, what: &'static str) -> Timer {
+        self.what = what;
+        self
     }
 
     /// When it expires.
@@ -53,7 +63,7 @@ impl Timer {
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline;
         let key = &mut self.key;
-        let expired = expect_reactor("a timer (sleep, timeout or interval)", |reactor| {
+        let expired = expect_reactor(self.what, |reactor| {
             if reactor.now() >= deadline {
                 return true;
             }

@@ -54,6 +54,9 @@ pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
     TaskId, WaitCancelled, cancelled, cancelled_here, checkpoint, shield, spawn, yield_now,
 };
+pub use treeloop_scope::{
+    Cancellation, MemberError, Scope, ScopeError, ScopedJoinHandle, SpawnError, scope, supervisor,
+};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]
@@ -63,4 +66,5 @@ pub struct ReadmeDoctests;
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
     pub use treeloop_reactor::time::{Instant, Sleep, sleep, sleep_until};
+    pub use treeloop_scope::time::{Elapsed, Interval, Timeout, interval, timeout, timeout_at};
 }

@@ -88,19 +88,19 @@ fn children_spawned_inside_a_shield_are_shielded_for_life() {
                 let log = log.clone();
                 async move {
                     let _ = sleep(ms(1_000)).await; // cancelled at 5 ms
-                    let flusher = shield(async {
-                        spawn({
+                    shield(async {
+                        // Its handle is dropped: the child stays the shield's child.
+                        drop(spawn({
                             let log = log.clone();
                             async move {
                                 let r = sleep(ms(50)).await;
                                 log.push(format!("flusher: {r:?} at {}", ms_since(start)));
                             }
-                        })
+                        }));
                     })
                     .await;
                     // The shield is left; the child it spawned still runs shielded, and
                     // the parent waits for it (R2).
-                    drop(flusher);
                     log.push(format!("parent returned at {}", ms_since(start)));
                 }
             });

@@ -18,6 +18,7 @@ use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use async_task::FallibleTask;
@@ -158,7 +159,7 @@ fn into_result<T>(outcome: Option<Outcome<T>>) -> Result<T, JoinError> {
     match outcome {
         Some(Outcome::Returned(value)) => Ok(value),
         Some(Outcome::Panicked(payload)) => Err(JoinError {
-            repr: Repr::Panicked(payload),
+            repr: Repr::Panicked(Mutex::new(payload)),
         }),
         Some(Outcome::Aborted) | None => Err(JoinError {
             repr: Repr::Aborted,
@@ -224,8 +225,10 @@ pub struct JoinError {
 enum Repr {
     /// The join itself was cancelled (R6); the task and its outcome are untouched.
     Cancelled(Cancelled),
-    /// The task panicked; the payload.
-    Panicked(Payload),
+    /// The task panicked; the payload. In a `Mutex` only so that `JoinError` is `Sync`
+    /// (a payload is `Send` but not `Sync`) and fits `Box<dyn Error + Send + Sync>` and
+    /// `io::Error`; it is never contended.
+    Panicked(Mutex<Payload>),
     /// The task's future was dropped by `abort()` (or runtime teardown) before returning.
     Aborted,
 }
@@ -276,7 +279,9 @@ impl JoinError {
     /// The panic payload, or the error back if it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panicked(payload) => Ok(payload),
+            Repr::Panicked(payload) => Ok(payload
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)),
             repr => Err(JoinError { repr }),
         }
     }
@@ -286,7 +291,9 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled(cancelled) => write!(f, "join interrupted: {cancelled}"),
-            Repr::Panicked(payload) => write!(f, "task panicked: {}", panic_message(payload)),
+            Repr::Panicked(payload) => {
+                write!(f, "task panicked: {}", panic_message(&lock(payload)))
+            }
             Repr::Aborted => f.write_str("task was aborted before it returned"),
         }
     }
@@ -298,7 +305,7 @@ impl fmt::Debug for JoinError {
             Repr::Cancelled(cancelled) => f.debug_tuple("Cancelled").field(cancelled).finish(),
             Repr::Panicked(payload) => f
                 .debug_tuple("Panicked")
-                .field(&panic_message(payload))
+                .field(&panic_message(&lock(payload)))
                 .finish(),
             Repr::Aborted => f.write_str("Aborted"),
         }
@@ -307,8 +314,16 @@ impl fmt::Debug for JoinError {
 
 impl std::error::Error for JoinError {}
 
-/// The message of a panic payload, when it is a string.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+/// The payload, even if a panic while it was locked poisoned the mutex.
+fn lock(payload: &Mutex<Payload>) -> std::sync::MutexGuard<'_, Payload> {
+    payload
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The message of a panic payload, when it is a string. Takes the box itself: a
+/// `&Box<dyn Any>` coerced to `&dyn Any` would downcast the box, not the payload.
+pub(crate) fn panic_message(payload: &Payload) -> &str {
     if let Some(message) = payload.downcast_ref::<&'static str>() {
         message
     } else if let Some(message) = payload.downcast_ref::<String>() {

@@ -1,1 +1,22 @@
+//! treeloop's structured concurrency: scopes (nurseries), supervisors and deadlines, built on
+//! the executor's task tree and the reactor's timers.
+//!
+//! - [`scope`]: the body and every member run in one region; the first failure cancels the
+//!   rest; the scope returns after everyone finished cleanup, with every real error kept.
+//! - [`supervisor`]: the same, but failures do not cancel the others.
+//! - [`time::timeout`]: a cancel region with a deadline.
+//!
+//! Shields (`treeloop_executor::shield`) are the executor's own; scopes and timeouts are
+//! regions of the same tree, so they nest with shields and with each other.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod member;
+mod scope;
+mod state;
+pub mod time;
+
+pub use error::{Cancellation, ScopeError};
+pub use member::{MemberError, ScopedJoinHandle, SpawnError};
+pub use scope::{Scope, scope, supervisor};

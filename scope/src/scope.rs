@@ -1,0 +1,224 @@
+//! `scope`: a nursery. The body and every member run in one region of the tree; the scope
+//! ends only when all of them have finished (R4).
+//!
+//! ```text
+//!   poll body in the region ──body returned──> wait for members ──none left──> close region
+//!        │ a member fails (fail-fast): cancel region, keep going │   and report (R13–R15, R17)
+//! ```
+//!
+//! # Ground rules
+//!
+//! - The region is opened at the first poll, under the node awaiting the scope, so the
+//!   scope is cancelled with whatever encloses it.
+//! - Members are spawned *into the region* through any clone of [`Scope`], from anywhere
+//!   (R1); once the scope has ended, spawning is refused and the future dropped unrun (R4).
+//! - Nothing is returned before every member has finished its cleanup: errors and panics
+//!   are collected meanwhile and reported at the end, a panic by re-raising it.
+//! - Dropping an unfinished scope future cancels its region: the members clean up and
+//!   finish under the enclosing task, which still waits for them (R2).
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use treeloop_executor::{CancelReason, Region, RegionKind};
+
+use crate::error::{Cancellation, ScopeError};
+use crate::member::{Member, ScopedJoinHandle, SpawnError};
+use crate::state::{Policy, ScopeState, SelfCancel};
+
+/// A handle to a running scope: spawn members into it, or cancel it. Cheap to clone and
+/// `'static`, so members can spawn siblings through it.
+pub struct Scope<E> {
+    /// Shared with the scope future and the members.
+    state: Rc<ScopeState<E>>,
+}
+
+impl<E> Clone for Scope<E> {
+    fn clone(&self) -> Self {
+        Scope {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<E: Cancellation + 'static> Scope<E> {
+    /// Spawns `future` as a member of this scope, whoever calls it (R1).
+    ///
+    /// Its `Err` (unless it is only a cancellation) is a failure of the scope: in a
+    /// fail-fast scope it cancels the others. Refused once the scope has ended (R4).
+    #[track_caller]
+    pub fn spawn<F, R>(&self, future: F) -> Result<ScopedJoinHandle<R>, SpawnError>
+    where
+        F: Future<Output = Result<R, E>> + 'static,
+        R: 'static,
+    {
+        let member = Member::new(future, self.state.clone());
+        let handle = self.state.region.spawn(member)?;
+        Ok(ScopedJoinHandle::new(handle))
+    }
+
+    /// Cancels the body and every member. The scope then returns normally once they have
+    /// finished (R15): `Ok(Some(value))` if the body still returned a value, `Ok(None)` if
+    /// the body itself was interrupted.
+    pub fn cancel(&self) {
+        self.state.self_cancel.set(SelfCancel::Requested);
+        self.state.region.cancel(CancelReason::Explicit);
+    }
+
+    /// Whether members can still be spawned.
+    pub fn is_open(&self) -> bool {
+        self.state.region.is_open()
+    }
+}
+
+/// Runs `body` as a nursery (trio), `TaskGroup` (asyncio), `coroutineScope` (Kotlin).
+///
+/// The body gets a [`Scope`] to spawn members. The scope returns once the body *and* every
+/// member have finished:
+///
+/// - `Ok(Some(value))`: the body returned `Ok(value)` and nothing failed;
+/// - `Ok(None)`: the scope cancelled itself ([`Scope::cancel`]) and the body was
+///   interrupted before it had a value (R15);
+/// - `Err(ScopeError::Failed { first, rest })`: the body or members failed; the first
+///   failure cancelled the rest, and every real error is kept (R13, R14);
+/// - `Err(ScopeError::Cancelled(_))`: an enclosing region cancelled the scope (R15);
+/// - a panic of the body or a member is re-raised here, after all cleanup (R17).
+///
+/// ```
+/// use treeloop_executor::{block_on, Cancelled};
+/// use treeloop_scope::{scope, ScopeError};
+///
+/// let result = block_on(scope(|s| async move {
+///     s.spawn(async { Ok::<_, std::io::Error>(()) }).unwrap();
+///     s.spawn(async { Err::<(), _>(std::io::Error::other("disk full")) }).unwrap();
+///     Ok(())
+/// }));
+/// let Err(ScopeError::Failed { first, rest }) = result else { panic!() };
+/// assert_eq!(first.to_string(), "disk full");
+/// assert!(rest.is_empty());
+/// ```
+#[track_caller]
+pub fn scope<T, E, F, Fut>(body: F) -> impl Future<Output = Result<Option<T>, ScopeError<E>>>
+where
+    F: FnOnce(Scope<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Cancellation + 'static,
+{
+    run(body, Policy::FailFast, Location::caller())
+}
+
+/// Like [`scope`], but supervising: a member's failure does not cancel the others (R18).
+/// Every failure is collected and reported once all members have finished.
+#[track_caller]
+pub fn supervisor<T, E, F, Fut>(body: F) -> impl Future<Output = Result<Option<T>, ScopeError<E>>>
+where
+    F: FnOnce(Scope<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Cancellation + 'static,
+{
+    run(body, Policy::Supervise, Location::caller())
+}
+
+async fn run<T, E, F, Fut>(
+    body: F,
+    policy: Policy,
+    location: &'static Location<'static>,
+) -> Result<Option<T>, ScopeError<E>>
+where
+    F: FnOnce(Scope<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Cancellation + 'static,
+{
+    let region = CancelOnDrop(Some(Region::open_at(RegionKind::Cancel, location)));
+    let state = Rc::new(ScopeState::new(region.get().handle(), policy));
+
+    // 1. The body, inside the region, its panics caught. Boxed so it can be dropped as
+    //    soon as it returns, releasing what it holds before the members finish.
+    let mut future: Option<Pin<Box<Fut>>> = Some(Box::pin(body(Scope {
+        state: state.clone(),
+    })));
+    let body_result = std::future::poll_fn(|cx| {
+        let Some(running) = future.as_mut() else {
+            unreachable!("the body is polled until it returns, then dropped")
+        };
+        let polled = region.get().enter(cx.waker(), || {
+            panic::catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
+        });
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    })
+    .await;
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| future = None));
+    let value = match body_result {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => {
+            state.fail(error);
+            None
+        }
+        Err(payload) => {
+            state.panicked(payload);
+            None
+        }
+    };
+    if let Err(payload) = dropped {
+        state.panicked(payload);
+    }
+
+    // 2. The members: the region wakes us when its last child finishes (or it is
+    //    cancelled, after which we keep waiting for the cleanup).
+    std::future::poll_fn(|cx| {
+        if region.get().has_children() {
+            region.get().set_waker(cx.waker());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+
+    // 3. Close the region, then report.
+    let cancellation = region.get().cancellation();
+    region.close();
+    if let Some(payload) = state.panic.borrow_mut().take() {
+        panic::resume_unwind(payload);
+    }
+    let mut failures = std::mem::take(&mut *state.failures.borrow_mut()).into_iter();
+    if let Some(first) = failures.next() {
+        return Err(ScopeError::Failed {
+            first,
+            rest: failures.collect(),
+        });
+    }
+    match (cancellation, state.self_cancel.get()) {
+        (Some(cancelled), SelfCancel::No) => Err(ScopeError::Cancelled(cancelled)),
+        _ => Ok(value),
+    }
+}
+
+/// The scope's region; cancelled if the scope future is dropped before it finished.
+struct CancelOnDrop(Option<Region>);
+
+impl CancelOnDrop {
+    fn get(&self) -> &Region {
+        self.0.as_ref().expect("the region is open until `close`")
+    }
+
+    /// The scope ran to its end: close the region without cancelling anything.
+    fn close(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(region) = &self.0 {
+            region.cancel(CancelReason::Explicit);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `timeout`: a cancel region with a deadline (R16).
+//!
+//! The body runs in its own region of the tree. When the deadline passes, the region is
+//! cancelled (reason `Deadline`): every treeloop await point in the body and in tasks spawned
+//! inside it returns `Err(Cancelled)`. The body then runs its cleanup and returns, and only
+//! then does the timeout return `Err(Elapsed)`.
+//!
+//! # Ground rules
+//!
+//! - The deadline is checked *before* the body is polled, so `timeout(0, body)` runs the
+//!   body until its first await point, which fails.
+//! - Once the deadline has fired, the timeout returns `Err(Elapsed)` whatever the body
+//!   returns: its value may be the result of being cut short.
+//! - Nested timeouts: an outer deadline cancels the inner region too (it is a subtree), but
+//!   only the timeout whose own deadline fired reports `Elapsed`; the inner one returns the
+//!   body's (cancelled) result to it.
+//! - The timer is the reactor's raw [`Timer`], not a `sleep`: a cancelled region around the
+//!   timeout must not stop the deadline, and inside a shield the deadline still fires (R11).
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::Location;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use treeloop_executor::{CancelReason, Region, RegionKind};
+use treeloop_reactor::time::{Instant, Timer};
+
+/// The error of a [`timeout`] whose deadline passed. Distinct from `Cancelled`, which is what
+/// the await points *inside* the timed-out region returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed {
+    /// The deadline that passed.
+    deadline: Instant,
+}
+
+impl Elapsed {
+    /// The deadline that passed.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+impl Error for Elapsed {}
+
+/// A timeout as an I/O error of kind `TimedOut`.
+impl From<Elapsed> for io::Error {
+    fn from(elapsed: Elapsed) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, elapsed)
+    }
+}
+
+/// Runs `future` with a deadline `duration` from its first poll: `Ok(output)` if it finishes
+/// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`.
+#[track_caller]
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout::new(Deadline::After(duration), future, Location::caller())
+}
+
+/// Like [`timeout`], with an absolute deadline.
+#[track_caller]
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout::new(Deadline::At(deadline), future, Location::caller())
+}
+
+/// When the deadline is.
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    /// This long after the first poll (the runtime's clock is read then).
+    After(Duration),
+    /// At this instant.
+    At(Instant),
+}
+
+/// Where a timeout is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The body runs; the deadline has not passed.
+    Running,
+    /// The deadline passed and the region was cancelled; the body is cleaning up.
+    Expired,
+}
+
+pin_project! {
+    /// The future of [`timeout`] and [`timeout_at`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        // The deadline, until the first poll fixes the timer.
+        deadline: Deadline,
+        // The region and its timer, from the first poll until the body returns.
+        armed: Option<(Region, Timer)>,
+        // Running or expired.
+        phase: Phase,
+        // Where `timeout` was called.
+        location: &'static Location<'static>,
+    }
+}
+
+impl<F: Future> Timeout<F> {
+    fn new(deadline: Deadline, future: F, location: &'static Location<'static>) -> Self {
+        Timeout {
+            future,
+            deadline,
+            armed: None,
+            phase: Phase::Running,
+            location,
+        }
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (deadline, location) = (*this.deadline, *this.location);
+        let (region, timer) = this.armed.get_or_insert_with(|| {
+            let at = match deadline {
+                Deadline::After(duration) => Instant::now()
+                    .checked_add(duration)
+                    .unwrap_or_else(far_future),
+                Deadline::At(at) => at,
+            };
+            let region = Region::open_at(RegionKind::Cancel, location);
+            (region, Timer::at(at).named("timeout"))
+        });
+        // The deadline first: a zero timeout cancels before the body runs at all.
+        if *this.phase == Phase::Running && timer.poll_expired(cx).is_ready() {
+            *this.phase = Phase::Expired;
+            region.cancel(CancelReason::Deadline);
+        }
+        let future = this.future;
+        let output = match region.enter(cx.waker(), || future.poll(cx)) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(output) => output,
+        };
+        let deadline = timer.deadline();
+        // Close the region (tasks spawned inside and still running stay in the tree).
+        *this.armed = None;
+        Poll::Ready(match this.phase {
+            Phase::Running => Ok(output),
+            Phase::Expired => Err(Elapsed { deadline }),
+        })
+    }
+}
+
+/// A deadline that never comes in practice (for `Duration::MAX`).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}

@@ -96,6 +96,13 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
+/// So `s.spawn(..)?` works in a body whose error type is `io::Error`.
+impl From<SpawnError> for std::io::Error {
+    fn from(err: SpawnError) -> std::io::Error {
+        std::io::Error::other(err)
+    }
+}
+
 /// Why a [`ScopedJoinHandle`] did not return the member's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemberError {

@@ -2,8 +2,8 @@
 //!
 //! The body runs in its own region of the tree. When the deadline passes, the region is
 //! cancelled (reason `Deadline`): every treeloop await point in the body and in tasks spawned
-//! inside it returns `Err(Cancelled)`. The body then runs its cleanup and returns, and only
-//! then does the timeout return `Err(Elapsed)`.
+//! inside it returns `Err(Cancelled)`. The body and those tasks then run their cleanup, and
+//! only when all of them have finished does the timeout return `Err(Elapsed)`.
 //!
 //! # Ground rules
 //!
@@ -11,6 +11,9 @@
 //!   body until its first await point, which fails.
 //! - Once the deadline has fired, the timeout returns `Err(Elapsed)` whatever the body
 //!   returns: its value may be the result of being cut short.
+//! - The region is done when the body has returned *and* every task spawned inside it has
+//!   finished: the timeout waits for them, and the deadline keeps applying to them meanwhile
+//!   (a task spawned through a `Scope` handle belongs to its scope instead, R1).
 //! - Nested timeouts: an outer deadline cancels the inner region too (it is a subtree), but
 //!   only the timeout whose own deadline fired reports `Elapsed`; the inner one returns the
 //!   body's (cancelled) result to it.
@@ -94,13 +97,15 @@ enum Phase {
 pin_project! {
     /// The future of [`timeout`] and [`timeout_at`].
     #[must_use = "futures do nothing unless awaited"]
-    pub struct Timeout<F> {
+    pub struct Timeout<F: Future> {
         #[pin]
         future: F,
         // The deadline, until the first poll fixes the timer.
         deadline: Deadline,
-        // The region and its timer, from the first poll until the body returns.
+        // The region and its timer, from the first poll until the region is done.
         armed: Option<(Region, Timer)>,
+        // The body's output, kept while tasks spawned in the region finish.
+        output: Option<F::Output>,
         // Running or expired.
         phase: Phase,
         // Where `timeout` was called.
@@ -114,6 +119,7 @@ impl<F: Future> Timeout<F> {
             future,
             deadline,
             armed: None,
+            output: None,
             phase: Phase::Running,
             location,
         }
@@ -141,14 +147,22 @@ impl<F: Future> Future for Timeout<F> {
             *this.phase = Phase::Expired;
             region.cancel(CancelReason::Deadline);
         }
-        let future = this.future;
-        let output = match region.enter(cx.waker(), || future.poll(cx)) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(output) => output,
-        };
+        if this.output.is_none() {
+            let future = this.future;
+            match region.enter(cx.waker(), || future.poll(cx)) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(output) => *this.output = Some(output),
+            }
+        }
+        // The region is done when tasks spawned in it have finished too: the deadline
+        // still applies to them, and the timeout returns after their cleanup (R16).
+        if region.has_children() {
+            region.set_waker(cx.waker());
+            return Poll::Pending;
+        }
         let deadline = timer.deadline();
-        // Close the region (tasks spawned inside and still running stay in the tree).
         *this.armed = None;
+        let output = this.output.take().expect("set when the body returned");
         Poll::Ready(match this.phase {
             Phase::Running => Ok(output),
             Phase::Expired => Err(Elapsed { deadline }),

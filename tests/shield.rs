@@ -160,3 +160,54 @@ fn a_join_interrupted_by_cancellation_can_be_retried_inside_a_shield() {
         assert_eq!(parent.await.unwrap(), "child value");
     });
 }
+
+#[test]
+fn a_scope_opened_inside_a_shield_still_cancels_its_members_on_failure() {
+    let log = Log::new();
+    paused().block_on({
+        let log = log.clone();
+        async move {
+            let task = spawn({
+                let log = log.clone();
+                async move {
+                    let _ = treeloop::cancelled().await;
+                    // Cleanup with its own structure: the outer cancel is hidden, but the
+                    // scope's own failure still cancels its members (R11).
+                    shield(treeloop::scope(|s| async move {
+                        let l = log.clone();
+                        s.spawn(async move {
+                            let r = sleep(ms(1_000)).await;
+                            l.push(format!("flush member: {r:?}"));
+                            r?;
+                            Ok(())
+                        })?;
+                        s.spawn(async {
+                            sleep(ms(3)).await?;
+                            Err::<(), _>(std::io::Error::other("goodbye failed"))
+                        })?;
+                        Ok::<_, std::io::Error>(())
+                    }))
+                    .await
+                }
+            });
+            checkpoint().await.unwrap();
+            task.cancel();
+            let result = task.await.unwrap();
+            log.push(format!(
+                "scope: {}",
+                result
+                    .unwrap_err()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ));
+        }
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "flush member: Err(Cancelled { reason: Failure })",
+            "scope: goodbye failed"
+        ]
+    );
+}

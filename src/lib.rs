@@ -63,6 +63,8 @@ pub use treeloop_scope::{
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use treeloop_reactor::{Unblock, net, signal, unblock};
+
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
     pub use treeloop_reactor::time::{Instant, Sleep, sleep, sleep_until};

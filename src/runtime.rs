@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 
 use treeloop_executor::Executor;
-use treeloop_reactor::Reactor;
+use treeloop_reactor::{CtrlCPolicy, Reactor};
 
 /// Configures a [`Runtime`].
 ///
@@ -20,10 +20,21 @@ use treeloop_reactor::Reactor;
 /// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
 /// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Builder {
     /// Run on virtual time.
     start_paused: bool,
+    /// What Ctrl-C does.
+    ctrl_c: CtrlCPolicy,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            start_paused: false,
+            ctrl_c: CtrlCPolicy::Ignore,
+        }
+    }
 }
 
 impl Builder {
@@ -40,9 +51,23 @@ impl Builder {
         self
     }
 
-    /// Builds the runtime. Fails only if the OS refuses an epoll instance or an eventfd.
+    /// Graceful shutdown on Ctrl-C (R19): the first SIGINT cancels the root, so every task
+    /// sees `Cancelled` (reason `Shutdown`) at its next await point, runs its cleanup, and
+    /// `block_on` returns once the tree has finished. A second SIGINT exits the process at
+    /// once with status 130, for a shutdown that hangs.
+    pub fn shutdown_on_ctrl_c(mut self, enabled: bool) -> Builder {
+        self.ctrl_c = if enabled {
+            CtrlCPolicy::CancelRoot
+        } else {
+            CtrlCPolicy::Ignore
+        };
+        self
+    }
+
+    /// Builds the runtime. Fails only if the OS refuses an epoll instance, an eventfd, or
+    /// (with `shutdown_on_ctrl_c`) the SIGINT handler.
     pub fn build(&self) -> io::Result<Runtime> {
-        let reactor = Reactor::new(self.start_paused)?;
+        let reactor = Reactor::new(self.start_paused, self.ctrl_c)?;
         let executor = Executor::new(reactor.unparker());
         Ok(Runtime {
             reactor: RefCell::new(reactor),

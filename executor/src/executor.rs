@@ -16,7 +16,8 @@
 //!  ┌─> 1. tick: move remote wakes into the local queue, then run up to EVENT_INTERVAL
 //!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
 //!  │   2. done? root returned and no child left -> return
-//!  │   3. park: nothing runnable -> block (or jump virtual time); else only collect events
+//!  │   3. park: nothing runnable -> block (or jump virtual time); else only collect events;
+//!  │      the park may ask for a root cancel (Ctrl-C)
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 
@@ -32,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
 use crate::context;
-use crate::park::{Park, ParkMode, Unpark};
+use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::{Job, RunQueue, Shared};
 use crate::tree::{Key, NodeKind, NodeRef, Tree};
 
@@ -355,13 +356,16 @@ impl Executor {
 
     /// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of
     /// the handshake in `Shared::push_remote`: set it, *then* look for work one last time.
-    fn park_idle<P: Park>(&self, park: &mut P) {
+    fn park_idle<P: Park>(&self, park: &mut P) -> ParkRequest {
         let shared = &self.core.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
-        if shared.injector.is_empty() {
-            park.park(ParkMode::Wait);
-        }
+        let request = if shared.injector.is_empty() {
+            park.park(ParkMode::Wait)
+        } else {
+            ParkRequest::Continue
+        };
         shared.sleeping.store(false, Ordering::SeqCst);
+        request
     }
 }
 

@@ -60,7 +60,7 @@ pub use context::in_runtime;
 pub use executor::{Executor, Tick};
 pub use join::{JoinError, JoinHandle};
 pub use or_cancel::{FutureExt, OrCancel};
-pub use park::{Park, ParkMode, ThreadPark, Unpark};
+pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
 pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use shield::{Shield, shield};
 pub use tree::TaskId;

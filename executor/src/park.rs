@@ -15,10 +15,19 @@ pub enum ParkMode {
     Wait,
 }
 
+/// What the outside world asked of the runtime while the loop was parked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParkRequest {
+    /// Nothing: carry on.
+    Continue,
+    /// Cancel the whole tree (e.g. Ctrl-C): the root node is cancelled with this reason.
+    CancelRoot(crate::CancelReason),
+}
+
 /// The thing the loop blocks in when no task is runnable.
 pub trait Park {
     /// Collects ready events and wakes the tasks they concern; see [`ParkMode`].
-    fn park(&mut self, mode: ParkMode);
+    fn park(&mut self, mode: ParkMode) -> ParkRequest;
 }
 
 /// Interrupts a blocking [`Park::park`] from any thread.
@@ -55,11 +64,12 @@ impl Default for ThreadPark {
 }
 
 impl Park for ThreadPark {
-    fn park(&mut self, mode: ParkMode) {
+    fn park(&mut self, mode: ParkMode) -> ParkRequest {
         if mode == ParkMode::Wait {
             // A spurious return is fine: the loop looks for work and parks again.
             std::thread::park();
         }
+        ParkRequest::Continue
     }
 }
 

@@ -1,17 +1,19 @@
-//! The reactor: where the loop blocks, and what wakes it (timers, other threads; sockets
-//! come with the reactor issue).
+//! The reactor: where the loop blocks, and what wakes it (I/O readiness, timers, other
+//! threads).
 //!
 //! # Ground rules
 //!
 //! - One [`Reactor`] per runtime, driven only by the loop thread through [`Park::park`].
 //!   Leaf futures reach its [`ReactorCore`] through a thread-local set by [`Reactor::enter`].
-//! - `park(NoWait)` never blocks and makes no syscall while no I/O source is registered: it
-//!   only fires due timers. `park(Wait)` blocks in `mio::Poll` until the next deadline, an
-//!   event, or an unpark through the `mio::Waker`.
-//! - Virtual time: `park(Wait)` with a paused clock does not sleep; it jumps the clock to the
-//!   next deadline and fires it. With no timer at all it blocks, since only another thread
-//!   can still wake a task (the deterministic-mode issue turns that case into a deadlock
-//!   report).
+//! - One `epoll_wait` per turn at most. `park(NoWait)` never blocks, and makes no syscall at
+//!   all while no I/O source is registered: it only fires due timers. `park(Wait)` blocks in
+//!   `mio::Poll` until the next deadline, an event, or an unpark through the `mio::Waker`.
+//! - Virtual time: `park(Wait)` with a paused clock and no I/O source does not sleep; it jumps
+//!   the clock to the next deadline and fires it. With no timer at all it blocks, since only
+//!   another thread can still wake a task (the deterministic-mode issue turns that case into a
+//!   deadlock report). While sockets are registered the clock does **not** jump: it waits for
+//!   the deadline in real time and advances only if no I/O arrived meanwhile, so a timeout
+//!   cannot fire before the network had a chance to answer (tokio's auto-advance pitfall).
 
 use std::cell::RefCell;
 use std::io;
@@ -21,9 +23,11 @@ use std::task::Waker;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
-use treeloop_executor::{Park, ParkMode, Unpark};
+use treeloop_executor::{CancelReason, Park, ParkMode, ParkRequest, Unpark};
 
 use crate::clock::{Clock, ClockMode, Instant};
+use crate::io::slots::Slots;
+use crate::signal::{self, SIGNAL_TOKEN, SignalPipe};
 use crate::timers::{Timers, Turn};
 
 /// The token of the cross-thread `mio::Waker`.
@@ -60,6 +64,12 @@ pub(crate) struct ReactorCore {
     pub(crate) clock: Clock,
     /// Pending timers.
     pub(crate) timers: RefCell<Timers>,
+    /// Registers sources with the poller (a clone of the `Poll`'s registry).
+    pub(crate) registry: mio::Registry,
+    /// Readiness of every registered source.
+    pub(crate) io: RefCell<Slots>,
+    /// The SIGINT self-pipe, once something watches Ctrl-C.
+    pub(crate) signal: RefCell<Option<SignalPipe>>,
 }
 
 /// mio's waker as the executor's [`Unpark`].
@@ -84,28 +94,50 @@ pub struct Reactor {
     unparker: Arc<MioUnpark>,
     /// Reused buffer of wakers collected while a borrow is held.
     wake: Vec<Waker>,
+    /// Whether Ctrl-C cancels the root (and a second one exits).
+    ctrl_c: CtrlCPolicy,
+}
+
+/// What Ctrl-C does to the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtrlCPolicy {
+    /// Nothing, unless a task awaits `signal::ctrl_c()`.
+    Ignore,
+    /// The first SIGINT cancels the root (reason `Shutdown`); the second exits with 130.
+    CancelRoot,
 }
 
 impl Reactor {
     /// A reactor on the system clock, or on virtual time starting now when `paused`.
-    pub fn new(paused: bool) -> io::Result<Reactor> {
+    pub fn new(paused: bool, ctrl_c: CtrlCPolicy) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let registry = poll.registry().try_clone()?;
         let mode = if paused {
             ClockMode::Paused
         } else {
             ClockMode::Real
         };
-        Ok(Reactor {
+        let reactor = Reactor {
             poll,
             events: Events::with_capacity(1024),
             core: Rc::new(ReactorCore {
                 clock: Clock::new(mode),
                 timers: RefCell::new(Timers::new()),
+                io: RefCell::new(Slots::new()),
+                signal: RefCell::new(None),
+                registry,
             }),
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
-        })
+            ctrl_c,
+        };
+        if ctrl_c == CtrlCPolicy::CancelRoot {
+            signal::arm_second_ctrl_c_exit()?;
+            let pipe = SignalPipe::install(&reactor.core.registry)?;
+            *reactor.core.signal.borrow_mut() = Some(pipe);
+        }
+        Ok(reactor)
     }
 
     /// The handle other threads use to interrupt a blocking park.
@@ -119,46 +151,83 @@ impl Reactor {
         EnterGuard(())
     }
 
-    /// One turn: wait as `mode` allows, then fire every timer that is due.
+    /// One turn: wait as `mode` allows, record I/O readiness, fire every timer that is due,
+    /// then wake whoever those concern.
     pub fn turn(&mut self, mode: ParkMode) -> io::Result<Turn> {
         let clock = &self.core.clock;
+        let io_sources = self.core.io.borrow().len();
+        let watching_signals = self.core.signal.borrow().is_some();
         let next = self.core.timers.borrow_mut().next_deadline();
+        // 1. How long may we block?
         let timeout = match (mode, next) {
             (ParkMode::NoWait, _) => Some(Duration::ZERO),
             (ParkMode::Wait, None) => None,
-            (ParkMode::Wait, Some(deadline)) => match clock.mode() {
-                ClockMode::Paused => {
-                    // Idle under virtual time: the next deadline is now.
+            (ParkMode::Wait, Some(deadline)) => {
+                if clock.mode() == ClockMode::Paused && io_sources == 0 {
+                    // Idle under virtual time with no I/O that could still happen: the next
+                    // deadline is now.
                     clock.advance_to(deadline);
                     Some(Duration::ZERO)
+                } else {
+                    Some(deadline.saturating_duration_since(clock.now()))
                 }
-                ClockMode::Real => Some(deadline.saturating_duration_since(clock.now())),
-            },
+            }
         };
-        // Without I/O sources, a zero-timeout poll could only report the cross-thread waker,
-        // which the executor checks on its own: skip the syscall.
-        if timeout != Some(Duration::ZERO) {
+        // 2. Ask the OS. With no source registered, a zero-timeout poll could only report the
+        //    cross-thread waker, which the executor checks on its own: skip the syscall.
+        let mut io_events = 0;
+        let mut signals = 0;
+        if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
+            let mut slots = self.core.io.borrow_mut();
+            for event in self.events.iter() {
+                match event.token() {
+                    WAKER_TOKEN => {}
+                    SIGNAL_TOKEN => {
+                        if let Some(pipe) = self.core.signal.borrow_mut().as_mut() {
+                            signals += pipe.drain(&mut self.wake);
+                        }
+                    }
+                    _ => {
+                        slots.on_event(event, &mut self.wake);
+                        io_events += 1;
+                    }
+                }
+            }
         }
-        let turn = self
+        // Virtual time with live sockets never runs ahead of the network: it moves to the
+        // next deadline only after really waiting that long with nothing happening.
+        if let (ParkMode::Wait, Some(deadline), ClockMode::Paused) = (mode, next, clock.mode()) {
+            if io_sources > 0 && io_events == 0 {
+                clock.advance_to(deadline);
+            }
+        }
+        // 3. Timers.
+        let mut turn = self
             .core
             .timers
             .borrow_mut()
             .expire(clock.now(), &mut self.wake);
-        // Release the timers' borrow before waking: a waker may re-enter the runtime.
+        turn.io_events = io_events;
+        turn.signals = signals;
+        // 4. Release every borrow before waking: a waker may re-enter the runtime.
         self.wake.drain(..).for_each(Waker::wake);
         Ok(turn)
     }
 }
 
 impl Park for Reactor {
-    fn park(&mut self, mode: ParkMode) {
-        if let Err(err) = self.turn(mode) {
-            panic!("treeloop's reactor failed to poll for events: {err}");
+    fn park(&mut self, mode: ParkMode) -> ParkRequest {
+        match self.turn(mode) {
+            Ok(turn) if turn.signals > 0 && self.ctrl_c == CtrlCPolicy::CancelRoot => {
+                ParkRequest::CancelRoot(CancelReason::Shutdown)
+            }
+            Ok(_) => ParkRequest::Continue,
+            Err(err) => panic!("treeloop's reactor failed to poll for events: {err}"),
         }
     }
 }

@@ -7,13 +7,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod blocking;
 mod clock;
 mod driver;
+mod io;
+pub mod net;
+pub mod signal;
 mod sleep;
 mod timer;
 mod timers;
 
-pub use driver::{EnterGuard, Reactor};
+pub use blocking::{KEEP_ALIVE, MAX_THREADS, Unblock, unblock};
+pub use driver::{CtrlCPolicy, EnterGuard, Reactor};
 pub use timers::Turn;
 
 /// Time: the runtime's clock (real or virtual) and timers.

@@ -44,6 +44,10 @@ pub struct Turn {
     pub expired: usize,
     /// The earliest deadline still pending.
     pub next_deadline: Option<Instant>,
+    /// I/O readiness events received.
+    pub io_events: usize,
+    /// SIGINTs received.
+    pub signals: u64,
 }
 
 /// All pending timers of one runtime.

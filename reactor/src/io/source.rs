@@ -1,0 +1,118 @@
+//! `IoSource`: a mio source registered with the running reactor, and the one loop every
+//! socket operation goes through.
+//!
+//! ```text
+//!   cancelled? ──yes──> Err(io::Error wrapping Cancelled)   (nothing attempted: R7)
+//!      │ no
+//!   budget left? ──no──> yield
+//!      │
+//!   ready (cached)? ──no──> store waker, Pending
+//!      │ yes
+//!   try the syscall ──WouldBlock──> clear the cached readiness, look again
+//!      │ done
+//!   Ready(result)
+//! ```
+
+use std::io;
+use std::task::{Context, Poll};
+
+use mio::Interest;
+use mio::event::Source;
+use treeloop_executor::{cancelled_here, coop};
+
+use crate::driver::with_reactor;
+use crate::io::slots::{Direction, SlotKey};
+
+/// A non-blocking I/O object registered with the reactor of the runtime it was created in.
+#[derive(Debug)]
+pub(crate) struct IoSource<T: Source> {
+    /// The mio object; `None` only while being dropped.
+    io: Option<T>,
+    /// Its readiness slot.
+    key: SlotKey,
+}
+
+impl<T: Source> IoSource<T> {
+    /// Registers `io` for reading and writing, once, edge-triggered.
+    pub(crate) fn new(mut io: T) -> io::Result<IoSource<T>> {
+        let registered = with_reactor(|reactor| {
+            let key = reactor.io.borrow_mut().insert();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match reactor.registry.register(&mut io, key.token(), interest) {
+                Ok(()) => Ok(key),
+                Err(err) => {
+                    reactor.io.borrow_mut().remove(key);
+                    Err(err)
+                }
+            }
+        });
+        match registered {
+            Some(Ok(key)) => Ok(IoSource { io: Some(io), key }),
+            Some(Err(err)) => Err(err),
+            None => Err(io::Error::other(
+                "treeloop sockets must be created inside a treeloop runtime: call this inside \
+                 `treeloop::block_on` (or a task spawned from it)",
+            )),
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        self.io.as_ref().expect("present until drop")
+    }
+
+    /// Runs `op` when `dir` is ready, as a treeloop await point (see the module docs).
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        if let Some(cancelled) = cancelled_here() {
+            return Poll::Ready(Err(cancelled.into()));
+        }
+        if coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
+        loop {
+            let ready = with_reactor(|reactor| {
+                reactor
+                    .io
+                    .borrow_mut()
+                    .poll_ready(self.key, dir, cx.waker())
+            })
+            .unwrap_or(true);
+            if !ready {
+                coop::refund();
+                return Poll::Pending;
+            }
+            match op(self.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    with_reactor(|reactor| reactor.io.borrow_mut().clear(self.key, dir));
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    /// [`poll_io`](Self::poll_io) as a future.
+    pub(crate) async fn io<R>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_io(cx, dir, &mut op)).await
+    }
+}
+
+impl<T: Source> Drop for IoSource<T> {
+    fn drop(&mut self) {
+        let Some(mut io) = self.io.take() else { return };
+        let key = self.key;
+        // Outside the runtime (dropped after it) the fd's close removes it from epoll.
+        with_reactor(|reactor| {
+            let _ = reactor.registry.deregister(&mut io);
+            reactor.io.borrow_mut().remove(key);
+        });
+    }
+}

@@ -1,0 +1,124 @@
+//! TCP: a listener and a stream, on mio, as treeloop await points.
+//!
+//! Addresses are resolved with the standard library, which may block on DNS: pass socket
+//! addresses (as the examples and tests do) to stay non-blocking.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::io::slots::Direction;
+use crate::io::source::IoSource;
+use crate::net::stream::impl_stream;
+
+/// A TCP socket listening for connections.
+#[derive(Debug)]
+pub struct TcpListener(IoSource<mio::net::TcpListener>);
+
+impl TcpListener {
+    /// Binds to the first address of `addr` that works (`SO_REUSEADDR` is set, so a
+    /// restarted server can rebind at once). Must be called inside a treeloop runtime.
+    ///
+    /// An address in use is `io::ErrorKind::AddrInUse`.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        each_addr(addr, |addr| {
+            let listener = mio::net::TcpListener::bind(addr)?;
+            Ok(TcpListener(IoSource::new(listener)?))
+        })
+    }
+
+    /// Takes over a standard listener (made non-blocking here).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener(IoSource::new(
+            mio::net::TcpListener::from_std(listener),
+        )?))
+    }
+
+    /// Waits for a connection. A cancelled accept takes no connection off the queue: the
+    /// next `accept` gets it (R7).
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.io(Direction::Read, |l| l.accept()).await?;
+        Ok((TcpStream(IoSource::new(stream)?), peer))
+    }
+
+    /// The address it listens on (with the port the OS chose for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct TcpStream(IoSource<mio::net::TcpStream>);
+
+impl_stream!(TcpStream);
+
+impl TcpStream {
+    /// Connects to `addr`. Cancelling it abandons the attempt (the socket is closed).
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream(IoSource::new(mio::net::TcpStream::connect(addr)?)?);
+        // Writable means the handshake ended; `take_error` says how.
+        stream
+            .0
+            .io(Direction::Write, |s| match s.take_error()? {
+                Some(err) => Err(err),
+                None => match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(err) if err.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(err) => Err(err),
+                },
+            })
+            .await?;
+        Ok(stream)
+    }
+
+    /// Takes over a connected standard stream (made non-blocking here).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream(IoSource::new(mio::net::TcpStream::from_std(
+            stream,
+        ))?))
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` (no Nagle batching: what request/response protocols want).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.0.get_ref().set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.0.get_ref().nodelay()
+    }
+}
+
+/// Tries `f` on each address `addr` resolves to; the last error if none works.
+pub(crate) fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match f(addr) {
+            Ok(done) => return Ok(done),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no address to bind or connect to",
+        )
+    }))
+}

@@ -47,12 +47,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod check;
 mod runtime;
 
 pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
-    TaskId, WaitCancelled, cancelled, cancelled_here, checkpoint, shield, spawn, yield_now,
+    Strategy, TaskId, Trace, TraceEvent, WaitCancelled, cancelled, cancelled_here, checkpoint,
+    shield, spawn, yield_now,
 };
 pub use treeloop_scope::{
     Cancellation, MemberError, Scope, ScopeError, ScopedJoinHandle, SpawnError, scope, supervisor,
@@ -63,7 +65,12 @@ pub use treeloop_scope::{
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use treeloop_reactor::{Unblock, net, signal, unblock};
+pub use treeloop_reactor::{Unblock, net, signal, sim, unblock};
+
+/// Testing under seeds: run a body under many interleavings, replay a failing one.
+pub mod test {
+    pub use crate::check::{CheckOutcome, check, check_with};
+}
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {

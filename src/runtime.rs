@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 
-use treeloop_executor::Executor;
-use treeloop_reactor::{CtrlCPolicy, Reactor};
+use treeloop_executor::{Executor, Scheduling, Strategy, Trace};
+use treeloop_reactor::{CtrlCPolicy, Reactor, ReactorOptions};
 
 /// Configures a [`Runtime`].
 ///
@@ -26,6 +26,14 @@ pub struct Builder {
     start_paused: bool,
     /// What Ctrl-C does.
     ctrl_c: CtrlCPolicy,
+    /// Deterministic mode's seed, if seeded.
+    seed: Option<u64>,
+    /// How ready tasks are picked.
+    strategy: Strategy,
+    /// Record the scheduling decisions.
+    record_trace: bool,
+    /// Allow real sockets in a seeded run.
+    allow_real_io: bool,
 }
 
 impl Default for Builder {
@@ -33,6 +41,10 @@ impl Default for Builder {
         Builder {
             start_paused: false,
             ctrl_c: CtrlCPolicy::Ignore,
+            seed: None,
+            strategy: Strategy::Fifo,
+            record_trace: false,
+            allow_real_io: false,
         }
     }
 }
@@ -64,14 +76,58 @@ impl Builder {
         self
     }
 
+    /// Deterministic mode (SPEC §5): every choice the scheduler makes comes from `seed`
+    /// through the chosen [`strategy`](Self::strategy), time is virtual, real sockets are
+    /// refused, the trace is recorded, and a deadlock is reported instead of hanging. The
+    /// environment variable `TREELOOP_SEED` overrides the seed, to replay a failure.
+    pub fn seed(mut self, seed: u64) -> Builder {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How ready tasks are picked: [`Strategy::Fifo`] (the default), `Random` or `Pct`.
+    /// The randomised strategies draw from the [`seed`](Self::seed) (0 if none is set).
+    pub fn strategy(mut self, strategy: Strategy) -> Builder {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Records every scheduling decision, readable with [`Runtime::trace`] (always on in
+    /// deterministic mode).
+    pub fn record_trace(mut self, record: bool) -> Builder {
+        self.record_trace = record;
+        self
+    }
+
+    /// Lets a seeded run use real sockets anyway; such a run is not reproducible.
+    pub fn allow_real_io(mut self, allow: bool) -> Builder {
+        self.allow_real_io = allow;
+        self
+    }
+
     /// Builds the runtime. Fails only if the OS refuses an epoll instance, an eventfd, or
     /// (with `shutdown_on_ctrl_c`) the SIGINT handler.
     pub fn build(&self) -> io::Result<Runtime> {
-        let reactor = Reactor::new(self.start_paused, self.ctrl_c)?;
-        let executor = Executor::new(reactor.unparker());
+        let seed = match (self.seed, seed_from_env()) {
+            (Some(_), Some(replay)) => Some(replay),
+            (seed, _) => seed,
+        };
+        let reactor = Reactor::new(ReactorOptions {
+            paused: self.start_paused,
+            ctrl_c: self.ctrl_c,
+            deterministic: seed.is_some(),
+            allow_real_io: self.allow_real_io,
+        })?;
+        let scheduling = Scheduling {
+            strategy: self.strategy,
+            seed: seed.unwrap_or(0),
+            trace: self.record_trace || seed.is_some(),
+        };
+        let executor = Executor::with_scheduling(reactor.unparker(), scheduling);
         Ok(Runtime {
             reactor: RefCell::new(reactor),
             executor,
+            seed,
         })
     }
 }
@@ -83,6 +139,8 @@ pub struct Runtime {
     executor: Executor,
     /// Timers and I/O; borrowed mutably for the length of a `block_on`.
     reactor: RefCell<Reactor>,
+    /// The seed of a deterministic run.
+    seed: Option<u64>,
 }
 
 impl Runtime {
@@ -105,6 +163,24 @@ impl Runtime {
         let _reactor = reactor.enter();
         self.executor.block_on(future, &mut *reactor)
     }
+}
+
+impl Runtime {
+    /// The seed this runtime runs with, in deterministic mode (after any `TREELOOP_SEED`
+    /// override).
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The scheduling decisions recorded so far, and their hash (empty unless tracing).
+    pub fn trace(&self) -> Trace {
+        self.executor.trace()
+    }
+}
+
+/// `TREELOOP_SEED`, if set to a number.
+pub(crate) fn seed_from_env() -> Option<u64> {
+    std::env::var("TREELOOP_SEED").ok()?.trim().parse().ok()
 }
 
 /// Runs `future` on a new runtime with real time; see [`Runtime::block_on`].

@@ -35,6 +35,8 @@ use crate::cancel::CancelReason;
 use crate::context;
 use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::{Job, RunQueue, Shared};
+use crate::strategy::Strategy;
+use crate::trace::{Recorder, Trace, TraceEvent};
 use crate::tree::{Key, NodeKind, NodeRef, Tree};
 
 /// A panic payload, as `catch_unwind` returns it.
@@ -82,6 +84,19 @@ pub(crate) struct Core {
     pub(crate) unhandled: RefCell<Vec<(Payload, &'static Location<'static>)>>,
     /// Running, or tearing down.
     pub(crate) mode: Cell<Mode>,
+    /// The scheduling decisions, when tracing (deterministic mode).
+    trace: Option<RefCell<Recorder>>,
+}
+
+/// How the executor schedules: the strategy, its seed, and whether to record a trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scheduling {
+    /// Which ready job runs next.
+    pub strategy: Strategy,
+    /// The seed of the strategy's generator.
+    pub seed: u64,
+    /// Record every decision (see [`Executor::trace`]).
+    pub trace: bool,
 }
 
 impl Core {
@@ -142,13 +157,24 @@ impl Core {
             };
             match job {
                 Job::Task(runnable) => {
+                    self.record(|| TraceEvent::Poll(runnable.metadata().number()));
                     runnable.run();
                 }
-                Job::Root => poll_root(),
+                Job::Root => {
+                    self.record(|| TraceEvent::PollRoot);
+                    poll_root();
+                }
             }
             tick.polled += 1;
         }
         tick
+    }
+
+    /// Records a scheduling decision, if tracing.
+    fn record(&self, event: impl FnOnce() -> TraceEvent) {
+        if let Some(recorder) = &self.trace {
+            recorder.borrow_mut().record(event());
+        }
     }
 
     /// Drops every task's future, on this thread, without waiting for cooperation: used when
@@ -258,10 +284,16 @@ pub struct Executor {
 impl Executor {
     /// An executor that interrupts its park with `unparker` when woken from another thread.
     pub fn new(unparker: Arc<dyn Unpark>) -> Self {
+        Executor::with_scheduling(unparker, Scheduling::default())
+    }
+
+    /// An executor with a scheduling strategy, a seed, and optionally a trace.
+    pub fn with_scheduling(unparker: Arc<dyn Unpark>, scheduling: Scheduling) -> Self {
         Executor {
             core: Rc::new(Core {
                 tree: RefCell::new(Tree::new()),
-                queue: RefCell::new(RunQueue::new()),
+                queue: RefCell::new(RunQueue::new(scheduling.strategy, scheduling.seed)),
+                trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 shared: Arc::new(Shared::new(unparker)),
                 current: Cell::new(Key::MAX),
                 budget: Cell::new(0),
@@ -274,6 +306,15 @@ impl Executor {
     /// Number of live tasks, shields and roots in the tree.
     pub fn live_nodes(&self) -> usize {
         self.core.tree.borrow().len()
+    }
+
+    /// The decisions recorded so far (empty unless tracing was asked for).
+    pub fn trace(&self) -> Trace {
+        self.core
+            .trace
+            .as_ref()
+            .map(|recorder| recorder.borrow().snapshot())
+            .unwrap_or_default()
     }
 
     /// Runs `future` as the root of a task tree until it and every task spawned under it
@@ -324,10 +365,23 @@ impl Executor {
             }
             // 3. Park: block only when nothing at all is runnable.
             let runnable = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
-            if runnable {
-                park.park(ParkMode::NoWait);
+            let request = if runnable {
+                park.park(ParkMode::NoWait)
             } else {
-                self.park_idle(park);
+                core.record(|| TraceEvent::Park);
+                self.park_idle(park)
+            };
+            match request {
+                ParkRequest::Continue => {}
+                ParkRequest::CancelRoot(reason) => core.cancel(root, reason),
+                ParkRequest::Deadlock => {
+                    let tree = core.tree.borrow().describe();
+                    panic!(
+                        "treeloop deadlock: no task can make progress (nothing is runnable, \
+                         no timer is pending, no I/O or other thread can wake a task), yet \
+                         tasks remain:\n{tree}"
+                    );
+                }
             }
         }
         let outcome = root_task.outcome.take();

@@ -41,7 +41,7 @@ use crate::tree::{JoinInterest, NodeRef, Phase, TaskId};
 #[must_use = "a JoinHandle does nothing unless awaited; dropping it does not cancel the task"]
 pub struct JoinHandle<T> {
     /// async-task's handle; `None` once the outcome was taken.
-    task: Option<FallibleTask<Outcome<T>>>,
+    task: Option<FallibleTask<Outcome<T>, TaskId>>,
     /// The task's node.
     node: NodeRef,
     /// Its parent, whose region a panic nobody takes cancels.
@@ -54,7 +54,7 @@ pub struct JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(
-        task: FallibleTask<Outcome<T>>,
+        task: FallibleTask<Outcome<T>, TaskId>,
         node: NodeRef,
         parent: NodeRef,
         location: &'static Location<'static>,

@@ -48,7 +48,9 @@ mod queue;
 mod region;
 mod report;
 mod shield;
+mod strategy;
 mod task;
+mod trace;
 mod tree;
 
 use std::future::Future;
@@ -57,12 +59,14 @@ use std::panic::Location;
 pub use cancel::{CancelReason, Cancelled};
 pub use checkpoint::{Checkpoint, WaitCancelled, cancelled, cancelled_here, checkpoint, yield_now};
 pub use context::in_runtime;
-pub use executor::{Executor, Tick};
+pub use executor::{Executor, Scheduling, Tick};
 pub use join::{JoinError, JoinHandle};
 pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
 pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use shield::{Shield, shield};
+pub use strategy::Strategy;
+pub use trace::{Trace, TraceEvent};
 pub use tree::TaskId;
 
 /// Spawns `future` as a child of the task (or shield, or root) being polled.

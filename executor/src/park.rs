@@ -17,11 +17,15 @@ pub enum ParkMode {
 
 /// What the outside world asked of the runtime while the loop was parked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "the loop must act on what the park reports"]
 pub enum ParkRequest {
     /// Nothing: carry on.
     Continue,
     /// Cancel the whole tree (e.g. Ctrl-C): the root node is cancelled with this reason.
     CancelRoot(crate::CancelReason),
+    /// Nothing can ever wake a task again (deterministic mode's deadlock check): the
+    /// executor reports the stuck tree instead of blocking forever.
+    Deadlock,
 }
 
 /// The thing the loop blocks in when no task is runnable.

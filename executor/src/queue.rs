@@ -20,31 +20,47 @@ use crossbeam_queue::SegQueue;
 
 use crate::context;
 use crate::park::Unpark;
+use crate::strategy::{Picker, Strategy};
+use crate::tree::TaskId;
 
 /// One turn on the loop: a task, or the `block_on` future (which is not `'static`, so it
 /// cannot be an async-task task, yet must take its turn in the same FIFO to be fair).
 pub(crate) enum Job {
-    /// Poll this task.
-    Task(Runnable),
+    /// Poll this task (its id rides along as async-task metadata).
+    Task(Runnable<TaskId>),
     /// Poll the root future.
     Root,
 }
 
-/// Runnable tasks of the loop thread, in wake order.
+impl Job {
+    /// The job's number in traces and strategies: the task's number within the runtime,
+    /// `u64::MAX` for the root.
+    pub(crate) fn trace_id(&self) -> u64 {
+        match self {
+            Job::Task(runnable) => runnable.metadata().number(),
+            Job::Root => u64::MAX,
+        }
+    }
+}
+
+/// Runnable jobs of the loop thread, in wake order.
 ///
-/// A plain FIFO: a task woken while it runs goes to the back like any other, so one task
-/// cannot monopolise the loop (the per-poll budget in [`crate::coop`] handles the task that
-/// stays ready *within* a poll). Kept behind its own type so a seeded strategy (SPEC §5) can
-/// replace "front" with "chosen by the seed" without touching the loop.
+/// By default a plain FIFO: a task woken while it runs goes to the back like any other, so
+/// one task cannot monopolise the loop (the per-poll budget in [`crate::coop`] handles the
+/// task that stays ready *within* a poll). In deterministic mode the [`Picker`] chooses which
+/// ready job runs next from the seed; the loop does not know the difference.
 pub(crate) struct RunQueue {
     /// Waiting jobs, oldest first.
     ready: VecDeque<Job>,
+    /// Which one runs next.
+    picker: Picker,
 }
 
 impl RunQueue {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(strategy: Strategy, seed: u64) -> Self {
         RunQueue {
             ready: VecDeque::new(),
+            picker: Picker::new(strategy, seed),
         }
     }
 
@@ -53,7 +69,14 @@ impl RunQueue {
     }
 
     pub(crate) fn pop(&mut self) -> Option<Job> {
-        self.ready.pop_front()
+        match self.picker {
+            Picker::Fifo => self.ready.pop_front(),
+            _ if self.ready.is_empty() => None,
+            _ => {
+                let index = self.picker.pick(&self.ready, Job::trace_id);
+                self.ready.remove(index)
+            }
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -84,7 +107,7 @@ impl Shared {
     }
 
     /// The schedule function every task is created with: the hot path of every wake.
-    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable) {
+    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<TaskId>) {
         self.schedule_job(Job::Task(runnable));
     }
 

@@ -90,8 +90,10 @@ where
         key: node.key,
         stage: Stage::Running { future },
     };
-    let (runnable, task) =
-        async_task::spawn_local(wrapped, move |runnable| shared.schedule(runnable));
+    // The task's id rides on the runnable, for traces and seeded strategies.
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(node.id)
+        .spawn_local(move |_| wrapped, move |runnable| shared.schedule(runnable));
     core.tree.borrow_mut().node_mut(node.key).waker = Some(runnable.waker());
     core.queue.borrow_mut().push(Job::Task(runnable));
     JoinHandle::new(task.fallible(), node, parent_ref, location)

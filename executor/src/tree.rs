@@ -41,10 +41,17 @@ const NIL: Key = Key::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(pub(crate) u64);
 
+impl TaskId {
+    /// The number within its runtime: the order in which its tasks and regions were
+    /// created (the high bits of the id tell runtimes apart).
+    pub fn number(&self) -> u64 {
+        self.0 & ((1 << 40) - 1)
+    }
+}
+
 impl std::fmt::Display for TaskId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The low bits: the number within its runtime (the high bits tell runtimes apart).
-        write!(f, "#{}", self.0 & ((1 << 40) - 1))
+        write!(f, "#{}", self.number())
     }
 }
 
@@ -328,6 +335,45 @@ impl Tree {
                 _ => return,
             }
         }
+    }
+
+    /// An indented listing of the live tree (iterative, any depth): each node's number,
+    /// kind, phase, cancellation and where it was spawned. For deadlock reports.
+    pub(crate) fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let roots = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.parent == NIL)
+            .map(|(k, _)| k as Key);
+        for root in roots {
+            // (node, depth) pairs, children pushed youngest first so the oldest prints first.
+            let mut stack = vec![(root, 0usize)];
+            while let Some((key, depth)) = stack.pop() {
+                let node = &self.nodes[key as usize];
+                let cancel = node
+                    .cancel
+                    .map(|reason| format!(", cancelled ({reason:?})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{:indent$}{} {:?} {:?}{cancel}, spawned at {}",
+                    "",
+                    node.id,
+                    node.kind,
+                    node.phase,
+                    node.location,
+                    indent = depth * 2
+                );
+                let mut child = node.last_child;
+                while child != NIL {
+                    stack.push((child, depth + 1));
+                    child = self.nodes[child as usize].prev;
+                }
+            }
+        }
+        out
     }
 
     /// Every live task's waker, for teardown.

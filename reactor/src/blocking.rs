@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use treeloop_executor::{Cancelled, cancelled_here};
 
+use crate::driver::with_reactor;
+
 /// Most pool threads alive at once.
 pub const MAX_THREADS: usize = 64;
 
@@ -138,6 +140,14 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    // Counted while in flight: another thread will wake a task, so an idle loop is not a
+    // deadlock (deterministic mode's check).
+    let counted = with_reactor(|reactor| {
+        reactor
+            .pending_external
+            .set(reactor.pending_external.get() + 1);
+    })
+    .is_some();
     let slot = Arc::new(Mutex::new(Slot::Running(None)));
     let filled = slot.clone();
     pool().submit(Box::new(move || {
@@ -159,7 +169,7 @@ where
             waker.wake();
         }
     }));
-    Unblock { slot }
+    Unblock { slot, counted }
 }
 
 /// The future of [`unblock`].
@@ -167,6 +177,20 @@ where
 pub struct Unblock<T> {
     /// Shared with the pool thread.
     slot: Arc<Mutex<Slot<T>>>,
+    /// Whether it is counted in the reactor's in-flight blocking calls.
+    counted: bool,
+}
+
+impl<T> Drop for Unblock<T> {
+    fn drop(&mut self) {
+        if self.counted {
+            with_reactor(|reactor| {
+                reactor
+                    .pending_external
+                    .set(reactor.pending_external.get().saturating_sub(1));
+            });
+        }
+    }
 }
 
 impl<T> Future for Unblock<T> {

@@ -15,7 +15,7 @@
 //!   the deadline in real time and advances only if no I/O arrived meanwhile, so a timeout
 //!   cannot fire before the network had a chance to answer (tokio's auto-advance pitfall).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,6 +70,44 @@ pub(crate) struct ReactorCore {
     pub(crate) io: RefCell<Slots>,
     /// The SIGINT self-pipe, once something watches Ctrl-C.
     pub(crate) signal: RefCell<Option<SignalPipe>>,
+    /// Blocking calls (`unblock`) in flight: another thread will wake a task.
+    pub(crate) pending_external: Cell<usize>,
+    /// Whether real sockets may be created (not in a seeded run, unless allowed).
+    pub(crate) real_io: RealIo,
+}
+
+/// Whether real sockets may be created in this runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RealIo {
+    /// Yes.
+    Allowed,
+    /// No: a seeded run must stay deterministic; use in-memory streams.
+    Refused,
+}
+
+/// How to build a [`Reactor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReactorOptions {
+    /// Virtual time from the start.
+    pub paused: bool,
+    /// What Ctrl-C does.
+    pub ctrl_c: CtrlCPolicy,
+    /// Deterministic mode: virtual time, real sockets refused, and "nothing can ever wake a
+    /// task" reported as a deadlock instead of blocking.
+    pub deterministic: bool,
+    /// Allow real sockets even in deterministic mode (the run is then not reproducible).
+    pub allow_real_io: bool,
+}
+
+impl Default for ReactorOptions {
+    fn default() -> Self {
+        ReactorOptions {
+            paused: false,
+            ctrl_c: CtrlCPolicy::Ignore,
+            deterministic: false,
+            allow_real_io: false,
+        }
+    }
 }
 
 /// mio's waker as the executor's [`Unpark`].
@@ -96,6 +134,8 @@ pub struct Reactor {
     wake: Vec<Waker>,
     /// Whether Ctrl-C cancels the root (and a second one exits).
     ctrl_c: CtrlCPolicy,
+    /// Deterministic mode: report deadlocks instead of blocking forever.
+    deterministic: bool,
 }
 
 /// What Ctrl-C does to the runtime.
@@ -109,11 +149,17 @@ pub enum CtrlCPolicy {
 
 impl Reactor {
     /// A reactor on the system clock, or on virtual time starting now when `paused`.
-    pub fn new(paused: bool, ctrl_c: CtrlCPolicy) -> io::Result<Reactor> {
+    pub fn new(options: ReactorOptions) -> io::Result<Reactor> {
+        let ReactorOptions {
+            paused,
+            ctrl_c,
+            deterministic,
+            allow_real_io,
+        } = options;
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let registry = poll.registry().try_clone()?;
-        let mode = if paused {
+        let mode = if paused || deterministic {
             ClockMode::Paused
         } else {
             ClockMode::Real
@@ -127,7 +173,14 @@ impl Reactor {
                 io: RefCell::new(Slots::new()),
                 signal: RefCell::new(None),
                 registry,
+                pending_external: Cell::new(0),
+                real_io: if deterministic && !allow_real_io {
+                    RealIo::Refused
+                } else {
+                    RealIo::Allowed
+                },
             }),
+            deterministic,
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
             ctrl_c,
@@ -157,6 +210,20 @@ impl Reactor {
         let clock = &self.core.clock;
         let io_sources = self.core.io.borrow().len();
         let watching_signals = self.core.signal.borrow().is_some();
+        // Deterministic mode: with nothing runnable, no timer, no socket, no signal and no
+        // blocking call in flight, nothing can ever wake a task again.
+        if mode == ParkMode::Wait
+            && self.deterministic
+            && io_sources == 0
+            && !watching_signals
+            && self.core.pending_external.get() == 0
+            && self.core.timers.borrow_mut().next_deadline().is_none()
+        {
+            return Ok(Turn {
+                stalled: true,
+                ..Turn::default()
+            });
+        }
         let next = self.core.timers.borrow_mut().next_deadline();
         // 1. How long may we block?
         let timeout = match (mode, next) {
@@ -223,6 +290,7 @@ impl Reactor {
 impl Park for Reactor {
     fn park(&mut self, mode: ParkMode) -> ParkRequest {
         match self.turn(mode) {
+            Ok(turn) if turn.stalled => ParkRequest::Deadlock,
             Ok(turn) if turn.signals > 0 && self.ctrl_c == CtrlCPolicy::CancelRoot => {
                 ParkRequest::CancelRoot(CancelReason::Shutdown)
             }

@@ -13,12 +13,13 @@ mod driver;
 mod io;
 pub mod net;
 pub mod signal;
+pub mod sim;
 mod sleep;
 mod timer;
 mod timers;
 
 pub use blocking::{KEEP_ALIVE, MAX_THREADS, Unblock, unblock};
-pub use driver::{CtrlCPolicy, EnterGuard, Reactor};
+pub use driver::{CtrlCPolicy, EnterGuard, Reactor, ReactorOptions};
 pub use timers::Turn;
 
 /// Time: the runtime's clock (real or virtual) and timers.

@@ -48,6 +48,8 @@ pub struct Turn {
     pub io_events: usize,
     /// SIGINTs received.
     pub signals: u64,
+    /// Deterministic mode found that nothing can ever wake a task (a deadlock).
+    pub stalled: bool,
 }
 
 /// All pending timers of one runtime.

@@ -20,7 +20,7 @@ use mio::Interest;
 use mio::event::Source;
 use treeloop_executor::{cancelled_here, coop};
 
-use crate::driver::with_reactor;
+use crate::driver::{RealIo, with_reactor};
 use crate::io::slots::{Direction, SlotKey};
 
 /// A non-blocking I/O object registered with the reactor of the runtime it was created in.
@@ -36,6 +36,14 @@ impl<T: Source> IoSource<T> {
     /// Registers `io` for reading and writing, once, edge-triggered.
     pub(crate) fn new(mut io: T) -> io::Result<IoSource<T>> {
         let registered = with_reactor(|reactor| {
+            if reactor.real_io == RealIo::Refused {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "real sockets make a seeded (deterministic) run unreproducible: use \
+                     `treeloop::sim::duplex()` for in-memory streams, or \
+                     `Builder::allow_real_io(true)` to accept a non-reproducible run",
+                ));
+            }
             let key = reactor.io.borrow_mut().insert();
             let interest = Interest::READABLE | Interest::WRITABLE;
             match reactor.registry.register(&mut io, key.token(), interest) {

@@ -1,0 +1,132 @@
+//! `test::check`: run a test body under many seeds and replay the first failure.
+//!
+//! Each seed is a different, reproducible interleaving: `Builder::seed(s)` with the
+//! `Random` strategy (or the builder you pass). On the first failure (a panic, or an `Err`)
+//! the seed and the command that replays it are printed, and the test fails with the
+//! original panic. `TREELOOP_SEED=s` runs only seed `s`; `TREELOOP_SEEDS=n` changes how many
+//! seeds are tried.
+//!
+//! ```
+//! use std::cell::Cell;
+//! use std::rc::Rc;
+//!
+//! treeloop::test::check(20, || async {
+//!     let hits = Rc::new(Cell::new(0));
+//!     let tasks: Vec<_> = (0..3)
+//!         .map(|_| {
+//!             let hits = hits.clone();
+//!             treeloop::spawn(async move {
+//!                 treeloop::yield_now().await.unwrap();
+//!                 hits.set(hits.get() + 1);
+//!             })
+//!         })
+//!         .collect();
+//!     for task in tasks {
+//!         task.await.unwrap();
+//!     }
+//!     assert_eq!(hits.get(), 3);
+//! });
+//! ```
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+
+use treeloop_executor::Strategy;
+
+use crate::runtime::{Builder, seed_from_env};
+
+/// What a checked test body may return: `()`, or a `Result` whose `Err` is a failure.
+pub trait CheckOutcome {
+    /// `Err(description)` for a failure.
+    fn into_failure(self) -> Result<(), String>;
+}
+
+impl CheckOutcome for () {
+    fn into_failure(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Debug> CheckOutcome for Result<(), E> {
+    fn into_failure(self) -> Result<(), String> {
+        self.map_err(|err| format!("{err:?}"))
+    }
+}
+
+/// Runs `body` under `seeds` seeds (0, 1, 2, …) with the `Random` strategy; see the module
+/// docs. Panics with the first failure, after printing its seed and the replay command.
+#[track_caller]
+pub fn check<F, Fut>(seeds: u64, body: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future,
+    Fut::Output: CheckOutcome,
+{
+    check_with(Builder::new().strategy(Strategy::Random), seeds, body);
+}
+
+/// Like [`check`], with the strategy and options of `builder` (its seed is replaced by each
+/// seed in turn).
+#[track_caller]
+pub fn check_with<F, Fut>(builder: Builder, seeds: u64, body: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future,
+    Fut::Output: CheckOutcome,
+{
+    let seeds: Vec<u64> = match seed_from_env() {
+        Some(replay) => vec![replay],
+        None => (0..seeds_from_env().unwrap_or(seeds)).collect(),
+    };
+    for seed in seeds {
+        let runtime =
+            builder.clone().seed(seed).build().unwrap_or_else(|err| {
+                panic!("treeloop::test::check could not build a runtime: {err}")
+            });
+        let run = panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(body())));
+        let failure = match run {
+            Ok(outcome) => match outcome.into_failure() {
+                Ok(()) => continue,
+                Err(description) => Failure::Returned(description),
+            },
+            Err(payload) => Failure::Panicked(payload),
+        };
+        report_seed(seed);
+        match failure {
+            Failure::Panicked(payload) => panic::resume_unwind(payload),
+            Failure::Returned(description) => {
+                panic!("test body failed with seed {seed}: {description}")
+            }
+        }
+    }
+}
+
+/// How a seeded run failed.
+enum Failure {
+    /// It panicked; re-raised as is.
+    Panicked(Box<dyn std::any::Any + Send>),
+    /// It returned `Err`.
+    Returned(String),
+}
+
+/// `TREELOOP_SEEDS`, if set to a number.
+fn seeds_from_env() -> Option<u64> {
+    std::env::var("TREELOOP_SEEDS").ok()?.trim().parse().ok()
+}
+
+/// Prints the failing seed and how to replay it.
+fn report_seed(seed: u64) {
+    // libtest names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(str::to_owned)
+        .unwrap_or_else(|| "<test name>".into());
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
+         TREELOOP_SEED={seed} cargo test {test} -- --exact"
+    );
+}

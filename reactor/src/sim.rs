@@ -85,6 +85,27 @@ pub fn duplex(capacity: usize) -> (DuplexStream, DuplexStream) {
     )
 }
 
+impl DuplexStream {
+    /// Reads into `buf`; `Ok(0)` once the peer closed its writing side and all was read.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_read(cx, buf)).await
+    }
+
+    /// Writes some of `buf`, waiting for room; `BrokenPipe` once the peer is gone.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_write(cx, buf)).await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+}
+
 /// Polls `op` on `pipe` as an await point: the cancellation check first, then the budget.
 fn await_point<R>(
     cx: &mut Context<'_>,

@@ -1,148 +1,263 @@
-//! Graceful shutdown of a task tree: root → 3 services → 7 workers, all driven by timers.
+//! Graceful shutdown of a real TCP echo server: Ctrl-C cancels the task tree, every
+//! connection says goodbye to its client, and each level cleans up before the one above it.
 //!
-//! After 2 seconds the root cancels each service. Cancelling a service marks its whole
-//! subtree, so its workers get `Err(Cancelled)` at their next `sleep`. Each worker then
-//! flushes its results inside `shield(..)` (cleanup that awaits); each service waits for its
-//! workers, again inside a shield, then closes; the root finishes last, and `block_on`
-//! returns only once every task has finished its cleanup.
+//! ```text
+//! root           block_on's future: binds 127.0.0.1:0, then waits for Ctrl-C
+//! └── server     a task running a `scope` (a nursery) whose body accepts connections
+//!     ├── stats  a member of the scope: reports the counters every second
+//!     └── conn N a member per connection: echoes lines back
+//! ```
+//!
+//! Three demo clients (plain threads with std's blocking sockets, standing in for other
+//! programs, untouched by the runtime) connect during the first 2 s and send a few lines.
+//! Ctrl-C cancels the root: every task in the tree gets `Err(Cancelled)` at its next await
+//! point. Each connection sends a goodbye inside `shield(..)` (outside it the write would
+//! fail at once) and waits up to 1 s for its client to hang up; the scope returns once every
+//! member has finished; then the server, then the root; `block_on` returns; exit status 0.
+//! A second Ctrl-C during a slow cleanup (a client that does not hang up) exits at once
+//! with status 130.
+//!
+//! With no terminal on stdin (CI, `< /dev/null`) nobody can press Ctrl-C: after 3 s the root
+//! cancels the server itself, standing in for it. `TREELOOP_DEMO_WAIT_FOR_CTRL_C=1` waits
+//! for a real SIGINT anyway (try `kill -INT <pid>`).
 //!
 //! Run with: cargo run --release --example graceful_shutdown
 
 use std::cell::Cell;
-use std::error::Error;
 use std::fmt::Display;
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use treeloop::time::{Instant, sleep};
-use treeloop::{Cancelled, JoinHandle, shield, spawn};
+use treeloop::net::{TcpListener, TcpStream};
+use treeloop::time::{interval, sleep, timeout};
+use treeloop::{Builder, Cancelled, ScopeError, cancelled, scope, shield, spawn};
 
-/// Each service, and its workers with the time one job takes them (in ms).
-const SERVICES: [(&str, &[(&str, u64)]); 3] = [
-    ("http", &[("accept", 380), ("conn-1", 260), ("conn-2", 310)]),
-    ("db-pool", &[("conn-a", 340), ("conn-b", 450)]),
-    ("metrics", &[("collector", 220), ("exporter", 470)]),
-];
+const CLIENTS: u32 = 3;
+const LINES_PER_CLIENT: u32 = 3;
+const LEGEND: &str = "\
+graceful_shutdown: a TCP echo server whose task tree is shut down by Ctrl-C
+legend: [time since start] message, indented by level in the task tree:
+  root             block_on's future
+    server         a task running a scope (nursery)
+      stats        scope member: reports every second
+      conn N       scope member: serves one connection
+        client N   the demo client at the other end (a thread, outside the tree)
 
-/// How long the tree runs before the root shuts it down.
-const RUN_FOR: Duration = Duration::from_secs(2);
+";
+/// Without a terminal, how long the server runs before the stand-in for Ctrl-C.
+const RUN_FOR: Duration = Duration::from_secs(3);
+/// How long a connection waits, after its goodbye, for the client to hang up.
+const LINGER: Duration = Duration::from_secs(1);
 
-/// Writing one buffered result during a worker's cleanup.
-const FLUSH_PER_RESULT: Duration = Duration::from_millis(30);
-
-/// Shared by every task: the start time for timestamps, and how many tasks finished cleanup.
+/// A task's voice: prints with the time since start, indented by its level in the tree.
 #[derive(Clone)]
 struct Log {
     start: Instant,
-    cleaned_up: Rc<Cell<usize>>,
+    depth: usize,
+    name: String,
 }
 
 impl Log {
-    /// Prints `message` with a timestamp, indented by the task's depth in the tree.
-    fn say(&self, depth: usize, message: impl Display) {
-        let secs = self.start.elapsed().as_secs_f64();
-        println!("[{secs:4.2}s] {}{message}", "    ".repeat(depth));
+    fn new(start: Instant, depth: usize, name: impl Display) -> Log {
+        let name = name.to_string();
+        Log { start, depth, name }
     }
 
-    /// Prints a task's last line: its cleanup has finished.
-    fn finished(&self, depth: usize, message: impl Display) {
-        self.say(depth, message);
-        self.cleaned_up.set(self.cleaned_up.get() + 1);
+    fn child(&self, name: impl Display) -> Log {
+        Log::new(self.start, self.depth + 1, name)
     }
-}
 
-/// Does one job every `period` until the task is cancelled; returns the job count and why.
-async fn work_until_cancelled(period: Duration) -> (u32, Cancelled) {
-    let mut jobs = 0;
-    loop {
-        if let Err(cancelled) = sleep(period).await {
-            return (jobs, cancelled);
-        }
-        jobs += 1;
+    fn say(&self, message: impl Display) {
+        let (secs, indent) = (self.start.elapsed().as_secs_f64(), "  ".repeat(self.depth));
+        println!("[{secs:4.2}s] {indent}{}: {message}", self.name);
     }
 }
 
-/// A worker: one result per job, kept in memory until shutdown flushes them.
-async fn worker(log: Log, path: String, period: Duration) -> u32 {
-    let (jobs, _cancelled) = work_until_cancelled(period).await;
-    log.say(2, format!("{path}: cancelled after {jobs} jobs, flushing"));
-    // Outside the shield this sleep would return Err(Cancelled) at once.
-    match shield(sleep(FLUSH_PER_RESULT * jobs)).await {
-        Ok(()) => log.finished(2, format!("{path}: flushed {jobs} results")),
-        Err(err) => log.finished(2, format!("{path}: flush failed: {err}")),
-    }
-    jobs
+/// The server's counters, shared by its tasks (one thread: `Cell` is enough).
+#[derive(Default)]
+struct Stats {
+    open: Cell<usize>,
+    echoed: Cell<usize>,
+    goodbyes_sent: Cell<usize>,
+    closed_cleanly: Cell<usize>,
 }
 
-/// A service: starts its workers, runs health checks until cancelled, then waits for its
-/// workers before closing itself.
-async fn service(log: Log, name: &'static str, workers: &'static [(&'static str, u64)]) -> u32 {
-    let handles: Vec<JoinHandle<u32>> = workers
-        .iter()
-        .map(|&(worker_name, ms)| {
-            let path = format!("{name}/{worker_name}");
-            spawn(worker(log.clone(), path, Duration::from_millis(ms)))
-        })
-        .collect();
-    log.say(1, format!("{name}: started {} workers", handles.len()));
+fn bump(counter: &Cell<usize>, by: isize) {
+    counter.set(counter.get().saturating_add_signed(by));
+}
 
-    let (_checks, cancelled) = work_until_cancelled(Duration::from_millis(500)).await;
-    log.say(1, format!("{name}: {cancelled}; waiting for workers"));
-    // A join in a cancelled region returns Err at once; shielded, it waits for the worker.
-    let jobs = shield(async {
-        let mut total = 0;
-        for handle in handles {
-            match handle.await {
-                Ok(jobs) => total += jobs,
-                Err(err) => log.say(1, format!("{name}: a worker failed: {err}")),
+/// One connection: echoes lines until cancelled, then says goodbye.
+async fn connection(log: &Log, stats: &Stats, stream: TcpStream) -> io::Result<()> {
+    let mut buf = [0; 1024];
+    let serving = async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break io::Result::Ok(()); // the client hung up first
             }
+            stream.write_all(&buf[..n]).await?;
+            bump(&stats.echoed, 1);
+            let text = String::from_utf8_lossy(&buf[..n]);
+            log.say(format!("echoed {:?}", text.trim_end()));
         }
-        total
-    })
-    .await;
-    log.finished(1, format!("{name}: all workers done; service closed"));
-    jobs
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
-    println!(
-        "legend: [time] root → service → worker, indented by tree level; after {RUN_FOR:?} the \
-         root cancels the services and cleanup runs bottom-up\n"
-    );
-    let log = Log {
-        start: Instant::now(),
-        cleaned_up: Rc::new(Cell::new(0)),
     };
-    let tasks = 1 + SERVICES.len() + SERVICES.iter().map(|(_, w)| w.len()).sum::<usize>();
-
-    treeloop::block_on(async {
-        let services: Vec<(&str, JoinHandle<u32>)> = SERVICES
-            .iter()
-            .map(|&(name, workers)| (name, spawn(service(log.clone(), name, workers))))
-            .collect();
-        log.say(0, format!("root: started {} services", services.len()));
-
-        sleep(RUN_FOR).await?;
-        log.say(0, "root: shutting down: cancelling every service");
-        for (_, handle) in &services {
-            handle.cancel();
+    // Serving ends with an error: the cancellation we wait for, or a real one (`?`).
+    let why = match serving.await {
+        Ok(()) => return Ok(()),
+        Err(err) => Cancelled::from_io(&err).ok_or(err)?,
+    };
+    log.say(format!("{why}; sending goodbye (shielded)"));
+    // Every await below would fail at once without the shield; the timeout bounds it.
+    let goodbye = shield(timeout(LINGER, async {
+        let goodbye = format!("goodbye from {}: the server is shutting down\n", log.name);
+        stream.write_all(goodbye.as_bytes()).await?;
+        bump(&stats.goodbyes_sent, 1);
+        stream.shutdown(Shutdown::Write)?;
+        while stream.read(&mut buf).await? > 0 {} // until the client hangs up
+        io::Result::Ok(())
+    }));
+    match goodbye.await {
+        Ok(Ok(())) => {
+            bump(&stats.closed_cleanly, 1);
+            log.say("the client hung up after the goodbye; closed");
         }
-        // The root itself is not cancelled, so these joins simply wait.
-        let mut total = 0;
-        for (name, handle) in services {
-            match handle.await {
-                Ok(jobs) => total += jobs,
-                Err(err) => log.say(0, format!("root: service {name} failed: {err}")),
+        Ok(Err(err)) => log.say(format!("goodbye failed ({err}); closed")),
+        Err(_elapsed) => log.say(format!("client still there after {LINGER:?}; closed")),
+    }
+    Ok(())
+}
+
+/// Reports the counters every second until cancelled.
+async fn report_stats(log: Log, stats: Rc<Stats>) -> io::Result<()> {
+    let mut every_second = interval(Duration::from_secs(1));
+    every_second.tick().await?; // the first tick is immediate
+    let why = loop {
+        if let Err(cancelled) = every_second.tick().await {
+            break cancelled;
+        }
+        let (open, echoed) = (stats.open.get(), stats.echoed.get());
+        log.say(format!("{open} connections open, {echoed} lines echoed"));
+    };
+    log.say(format!("{why}; stopped"));
+    Ok(())
+}
+
+/// The server: a scope (nursery) whose body accepts connections, each served by a member.
+async fn server(log: Log, stats: Rc<Stats>, listener: TcpListener) -> io::Result<()> {
+    let (log, stats) = (&log, &stats); // borrowed by the scope's body, still ours after it
+    let nursery = scope(|s| async move {
+        s.spawn(report_stats(log.child("stats"), stats.clone()))?;
+        for id in 1.. {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    let why = Cancelled::from_io(&err).ok_or(err)?;
+                    let open = stats.open.get();
+                    log.say(format!(
+                        "{why}; listener closed, waiting for {open} connections"
+                    ));
+                    break;
+                }
+            };
+            let (log, stats) = (log.child(format!("conn {id}")), stats.clone());
+            log.say(format!("connected from {peer}"));
+            bump(&stats.open, 1);
+            // A member's `Err` would cancel the whole scope (fail-fast): report it instead.
+            s.spawn(async move {
+                if let Err(err) = connection(&log, &stats, stream).await {
+                    log.say(format!("failed: {err}"));
+                }
+                bump(&stats.open, -1);
+                io::Result::Ok(())
+            })?;
+        }
+        Ok(())
+    });
+    match nursery.await {
+        // Cancelled from outside, as expected: every member has finished.
+        Ok(_) | Err(ScopeError::Cancelled(_)) => {}
+        Err(failed) => return Err(failed.into_first()),
+    }
+    log.say("every member finished; scope closed");
+    Ok(())
+}
+
+/// A demo client, on a thread with blocking sockets. Returns whether a goodbye arrived.
+fn client(log: Log, id: u32, addr: SocketAddr) -> io::Result<bool> {
+    thread::sleep(Duration::from_millis(200) * id);
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?; // one line, one packet
+    let mut replies = BufReader::new(stream.try_clone()?).lines();
+    // Send the lines, reading each echo; then stay connected: the server has the last word.
+    for n in 1.. {
+        if n <= LINES_PER_CLIENT {
+            stream.write_all(format!("line {n} from client {id}\n").as_bytes())?;
+        }
+        match replies.next().transpose()? {
+            Some(reply) if reply.starts_with("goodbye") => {
+                log.say(format!("got {reply:?}; hanging up"));
+                return Ok(true); // dropping the stream hangs up
             }
+            Some(_echo) => thread::sleep(Duration::from_millis(500)),
+            None => break,
         }
-        log.finished(0, format!("root: all services stopped ({total} jobs)"));
-        Ok::<(), Cancelled>(())
+    }
+    Ok(false)
+}
+
+fn main() -> io::Result<()> {
+    let wait_for_ctrl_c =
+        io::stdin().is_terminal() || std::env::var_os("TREELOOP_DEMO_WAIT_FOR_CTRL_C").is_some();
+    print!("{LEGEND}");
+    let runtime = Builder::new().shutdown_on_ctrl_c(true).build()?;
+    let (start, stats) = (Instant::now(), Rc::new(Stats::default()));
+    let log = Log::new(start, 0, "root");
+    let clients = runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        log.say(format!(
+            "echo server on {addr}; starting {CLIENTS} demo clients"
+        ));
+        let clients: Vec<_> = (1..=CLIENTS)
+            .map(|id| {
+                let log = Log::new(start, 3, format!("client {id}"));
+                thread::spawn(move || client(log, id, addr))
+            })
+            .collect();
+        let server = spawn(server(log.child("server"), stats.clone(), listener));
+
+        if wait_for_ctrl_c {
+            log.say(format!("press Ctrl-C to stop (or try: nc {addr})"));
+            let why = cancelled().await; // Ctrl-C cancels the root and its whole subtree
+            log.say(why);
+        } else if let Err(why) = sleep(RUN_FOR).await {
+            log.say(why); // a real Ctrl-C came first
+        } else {
+            log.say("no terminal, so standing in for Ctrl-C: cancelling the server");
+            server.cancel();
+        }
+        // A join in a cancelled region fails at once; shielded, it waits for the cleanup.
+        shield(server).await.map_err(io::Error::other)??;
+        log.say("the server finished its cleanup; root done");
+        io::Result::Ok(clients)
     })?;
 
+    let mut goodbyes_received = 0;
+    for (id, handle) in (1..).zip(clients) {
+        match handle.join().expect("a demo client panicked") {
+            Ok(got_goodbye) => goodbyes_received += usize::from(got_goodbye),
+            Err(err) => println!("client {id} failed: {err} (did it start after the shutdown?)"),
+        }
+    }
     println!(
-        "\nall {}/{tasks} tasks finished their cleanup; block_on returned after {:.2}s",
-        log.cleaned_up.get(),
-        log.start.elapsed().as_secs_f64()
+        "\n{} connections closed cleanly, {} goodbyes sent and {goodbyes_received} received; \
+         block_on returned after {:.2}s",
+        stats.closed_cleanly.get(),
+        stats.goodbyes_sent.get(),
+        start.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -72,6 +72,9 @@ pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
 }
 
+/// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `Mutex`, `Semaphore`.
+pub use treeloop_scope::sync;
+
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
     pub use treeloop_reactor::time::{Instant, Sleep, sleep, sleep_until};

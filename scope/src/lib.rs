@@ -15,6 +15,7 @@ mod error;
 mod member;
 mod scope;
 mod state;
+pub mod sync;
 pub mod time;
 
 pub use error::{Cancellation, ScopeError};

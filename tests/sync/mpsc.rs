@@ -19,11 +19,11 @@ fn messages_arrive_in_order_and_recv_reports_closed_when_every_sender_is_gone() 
     paused().block_on(async {
         let (tx, mut rx) = mpsc::unbounded();
         let second = tx.clone();
-        spawn(async move {
+        let first_sender = spawn(async move {
             tx.send(1).await.unwrap();
             tx.send(2).await.unwrap();
         });
-        spawn(async move {
+        let second_sender = spawn(async move {
             sleep(ms(5)).await.unwrap();
             second.send(3).await.unwrap();
         });
@@ -39,6 +39,8 @@ fn messages_arrive_in_order_and_recv_reports_closed_when_every_sender_is_gone() 
         }
         assert_eq!(got, [1, 2, 3]);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+        first_sender.await.unwrap();
+        second_sender.await.unwrap();
     });
 }
 
@@ -52,13 +54,14 @@ fn waiting_senders_on_a_full_channel_are_served_in_arrival_order() {
             let (tx, mut rx) = mpsc::bounded(1);
             tx.try_send(0).unwrap();
             // Spawned 1, 2, 3 but arriving at the full channel 3, 2, 1.
+            let mut senders = Vec::new();
             for value in 1..=3u64 {
                 let (tx, log) = (tx.clone(), log.clone());
-                spawn(async move {
+                senders.push(spawn(async move {
                     sleep(ms(4 - value)).await.unwrap();
                     tx.send(value).await.unwrap();
                     log.push(format!("sent {value} at {} ms", ms_since(start)));
-                });
+                }));
             }
             drop(tx);
             sleep(ms(10)).await.unwrap();
@@ -66,6 +69,9 @@ fn waiting_senders_on_a_full_channel_are_served_in_arrival_order() {
             while let Ok(value) = rx.recv().await {
                 got.push(value);
                 sleep(ms(10)).await.unwrap();
+            }
+            for sender in senders {
+                sender.await.unwrap();
             }
             got
         }

@@ -15,7 +15,7 @@ fn recv_waits_for_the_value_sent_later() {
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel();
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-        spawn(async move {
+        let sender = spawn(async move {
             sleep(ms(10)).await.unwrap();
             tx.send("hello").unwrap();
         });
@@ -26,6 +26,7 @@ fn recv_waits_for_the_value_sent_later() {
             Err(RecvError::Closed),
             "the value was received already"
         );
+        sender.await.unwrap();
     });
 }
 
@@ -34,13 +35,14 @@ fn recv_reports_closed_when_the_sender_is_dropped_without_sending() {
     paused().block_on(async {
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel::<u32>();
-        spawn(async move {
+        let sender = spawn(async move {
             sleep(ms(4)).await.unwrap();
             drop(tx);
         });
         assert_eq!(rx.recv().await, Err(RecvError::Closed));
         assert_eq!(ms_since(start), 4);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+        sender.await.unwrap();
     });
 }
 

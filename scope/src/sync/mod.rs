@@ -1,0 +1,67 @@
+//! Cancellation-aware synchronisation: [`Event`], [`oneshot`] and [`mpsc`] channels,
+//! [`Mutex`] and [`Semaphore`], for tasks of one treeloop runtime.
+//!
+//! They look like tokio's, with one difference that is the point of treeloop: every wait is
+//! a treeloop await point, so it answers cancellation of the task tree, and a cancelled wait
+//! has no effect.
+//!
+//! # Ground rules
+//!
+//! - **Every wait polls in the same order:** (1) the region's cancellation
+//!   ([`cancelled_here`]) first, on every poll, even when the operation could complete (R6,
+//!   level-triggered); (2) try the operation without effect; (3) if it can complete, spend
+//!   one unit of the per-poll budget ([`coop::poll_proceed`]) and only then perform it;
+//!   (4) otherwise register the waker and return `Pending`. When a region is cancelled the
+//!   runtime wakes its tasks, so step 1 is reached promptly and no wait hangs (R12).
+//! - **A cancelled operation has no effect (R7):** a cancelled receive takes no message, a
+//!   cancelled send enqueues nothing and hands the value back, a cancelled `lock`/`acquire`
+//!   holds nothing.
+//! - **Waiters are served first come, first served**, and what is freed is *handed* to the
+//!   head waiter (the lock, the permits, a channel slot) rather than left for whoever polls
+//!   first, so a newcomer cannot barge past a queue. A waiter that is cancelled or dropped
+//!   while holding a hand-off it has not taken passes it on to the next waiter: no lost
+//!   wake-up, no deadlock. The queue and its ownership rules are in `sync/waiters.rs`.
+//! - **No `RefCell` borrow is held across a wake or a user `Drop`:** wakers and dropped
+//!   values are collected under the borrow, the borrow is released, then they are woken or
+//!   dropped (either may re-enter the primitive).
+//! - **Waits need the runtime.** Polling a wait outside a treeloop runtime panics with a
+//!   message naming the fix: outside the task tree there is no cancellation to answer, and
+//!   silently never seeing it would be worse. The `try_*` methods and the non-waiting calls
+//!   (`set`, `send` of a oneshot, dropping) work anywhere.
+//! - Everything is single-threaded (`Rc`, `RefCell`): the types are `!Send`, like the tasks
+//!   that use them.
+
+use treeloop_executor::{Cancelled, cancelled_here, in_runtime};
+
+#[cfg(doc)]
+use treeloop_executor::coop;
+
+mod event;
+pub mod mpsc;
+mod mutex;
+pub mod oneshot;
+mod semaphore;
+mod waiters;
+
+pub use event::{Event, EventWait};
+pub use mutex::{Lock, Mutex, MutexGuard, TryLockError};
+pub use semaphore::{Acquire, Permit, Semaphore, TryAcquireError};
+
+/// The first step of every wait: panics outside a runtime (naming `operation`), then
+/// returns the cancellation of the region being polled, if any.
+fn enter(operation: &str) -> Option<Cancelled> {
+    assert!(
+        in_runtime(),
+        "{operation} polled outside a treeloop runtime: await it inside `treeloop::block_on` \
+         (or a task spawned from it); its waits answer the task tree's cancellation, which \
+         only exists there"
+    );
+    cancelled_here()
+}
+
+/// Wakes every collected waker; called after the primitive's borrow is released.
+fn wake_all(wakers: Vec<std::task::Waker>) {
+    for waker in wakers {
+        waker.wake();
+    }
+}

@@ -18,8 +18,8 @@
 //! with status 130.
 //!
 //! With no terminal on stdin (CI, `< /dev/null`) nobody can press Ctrl-C: after 3 s the root
-//! cancels the server itself, standing in for it. `TREELOOP_DEMO_WAIT_FOR_CTRL_C=1` waits
-//! for a real SIGINT anyway (try `kill -INT <pid>`).
+//! calls `treeloop::shutdown()`, which takes the very path Ctrl-C takes (a root cancel).
+//! `TREELOOP_DEMO_WAIT_FOR_CTRL_C=1` waits for a real SIGINT anyway (try `kill -INT <pid>`).
 //!
 //! Run with: cargo run --release --example graceful_shutdown
 
@@ -236,8 +236,9 @@ fn main() -> io::Result<()> {
         } else if let Err(why) = sleep(RUN_FOR).await {
             log.say(why); // a real Ctrl-C came first
         } else {
-            log.say("no terminal, so standing in for Ctrl-C: cancelling the server");
-            server.cancel();
+            log.say("no terminal, so standing in for Ctrl-C: treeloop::shutdown()");
+            // Exactly what Ctrl-C does: cancel the root (and so the whole tree), reason Shutdown.
+            treeloop::shutdown();
         }
         // A join in a cancelled region fails at once; shielded, it waits for the cleanup.
         shield(server).await.map_err(io::Error::other)??;

@@ -54,7 +54,7 @@ pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
     Strategy, TaskId, Trace, TraceEvent, WaitCancelled, cancelled, cancelled_here, checkpoint,
-    shield, spawn, yield_now,
+    shield, shutdown, spawn, yield_now,
 };
 pub use treeloop_scope::{
     Cancellation, MemberError, Scope, ScopeError, ScopedJoinHandle, SpawnError, scope, supervisor,

@@ -328,3 +328,41 @@ fn cancelled_waits_for_the_cancellation_and_reports_its_reason() {
         assert_eq!(at, 25);
     });
 }
+
+#[test]
+fn shutdown_cancels_the_whole_tree_with_reason_shutdown() {
+    let log = Log::new();
+    paused().block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let a = sleeper(&log, "a", start);
+            let b = spawn({
+                let log = log.clone();
+                async move {
+                    let inner = sleeper(&log, "b's child", start);
+                    let why = treeloop::cancelled().await;
+                    log.push(format!("b: {:?}", why.reason()));
+                    drop(inner);
+                }
+            });
+            sleep(ms(3)).await.unwrap();
+            treeloop::shutdown();
+            treeloop::shutdown();
+            let root = checkpoint().await;
+            log.push(format!("root: {root:?}"));
+            drop((a, b));
+        }
+    });
+    let mut got = log.take();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "a: Err(Cancelled { reason: Shutdown }) at 3 ms",
+            "b's child: Err(Cancelled { reason: Shutdown }) at 3 ms",
+            "b: Shutdown",
+            "root: Err(Cancelled { reason: Shutdown })",
+        ]
+    );
+}

@@ -86,6 +86,8 @@ pub(crate) struct Core {
     pub(crate) mode: Cell<Mode>,
     /// The scheduling decisions, when tracing (deterministic mode).
     trace: Option<RefCell<Recorder>>,
+    /// The root node of the running `block_on`.
+    pub(crate) root: Cell<Key>,
 }
 
 /// How the executor schedules: the strategy, its seed, and whether to record a trace.
@@ -294,6 +296,7 @@ impl Executor {
                 tree: RefCell::new(Tree::new()),
                 queue: RefCell::new(RunQueue::new(scheduling.strategy, scheduling.seed)),
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
+                root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
                 current: Cell::new(Key::MAX),
                 budget: Cell::new(0),
@@ -339,6 +342,7 @@ impl Executor {
             .borrow_mut()
             .insert(None, NodeKind::Root, location)
             .key;
+        core.root.set(root);
         let root_waker = Arc::new(RootWaker {
             queued: AtomicBool::new(true),
             shared: core.shared.clone(),

@@ -89,6 +89,20 @@ where
     })
 }
 
+/// Cancels the whole tree of the running runtime with reason `Shutdown`: what Ctrl-C does
+/// under `Builder::shutdown_on_ctrl_c`, started from code (a shutdown command, a fatal
+/// condition, a test). Every task sees `Cancelled` at its next await point, runs its cleanup,
+/// and `block_on` returns once the tree has finished. Harmless twice.
+///
+/// # Panics
+///
+/// Outside a treeloop runtime.
+pub fn shutdown() {
+    context::expect_core("shutdown", |core| {
+        core.cancel(core.root.get(), CancelReason::Shutdown)
+    });
+}
+
 /// Runs `future` to completion on this thread with a [`ThreadPark`]: tasks, the tree and
 /// cancellation, but no timers or I/O (the `treeloop` crate's `block_on` adds those).
 ///

@@ -103,6 +103,27 @@ impl<T: Source> IoSource<T> {
         }
     }
 
+    /// [`poll_io`](Self::poll_io) for a byte-stream read or write of `len` bytes. A short
+    /// transfer (`0 < n < len`) means the socket buffer was drained (or filled) at that
+    /// moment, so the cached readiness is cleared at once: the next operation waits for the
+    /// next edge instead of paying a syscall to learn `WouldBlock`. Safe with edge-triggered
+    /// epoll: anything that arrives after the short read raises a new edge.
+    pub(crate) fn poll_transfer(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let polled = self.poll_io(cx, dir, op);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 && n < len {
+                with_reactor(|reactor| reactor.io.borrow_mut().clear(self.key, dir));
+            }
+        }
+        polled
+    }
+
     /// [`poll_io`](Self::poll_io) as a future.
     pub(crate) async fn io<R>(
         &self,

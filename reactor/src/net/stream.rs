@@ -95,17 +95,19 @@ macro_rules! impl_stream {
             /// cancelled region it fails with an `io::Error` wrapping `Cancelled` and reads
             /// nothing.
             pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.0
-                    .io(Direction::Read, |s| std::io::Read::read(&mut &*s, buf))
-                    .await
+                std::future::poll_fn(|cx| {
+                    futures_io::AsyncRead::poll_read(std::pin::Pin::new(&mut &*self), cx, buf)
+                })
+                .await
             }
 
             /// Writes from `buf`, returning how much was written. A cancelled write writes
             /// nothing.
             pub async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .io(Direction::Write, |s| std::io::Write::write(&mut &*s, buf))
-                    .await
+                std::future::poll_fn(|cx| {
+                    futures_io::AsyncWrite::poll_write(std::pin::Pin::new(&mut &*self), cx, buf)
+                })
+                .await
             }
 
             /// Writes all of `buf`. If cancelled midway, returns the error; what was written
@@ -143,8 +145,10 @@ macro_rules! impl_stream {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.0
-                    .poll_io(cx, Direction::Read, |s| std::io::Read::read(&mut &*s, buf))
+                let len = buf.len();
+                self.0.poll_transfer(cx, Direction::Read, len, |s| {
+                    std::io::Read::read(&mut &*s, buf)
+                })
             }
         }
 
@@ -154,7 +158,7 @@ macro_rules! impl_stream {
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.0.poll_io(cx, Direction::Write, |s| {
+                self.0.poll_transfer(cx, Direction::Write, buf.len(), |s| {
                     std::io::Write::write(&mut &*s, buf)
                 })
             }

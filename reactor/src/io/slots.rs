@@ -17,14 +17,21 @@ use std::task::Waker;
 use mio::Token;
 use slab::Slab;
 
-/// Readiness directions, as bits.
+/// Readiness, as bits.
+///
+/// The `*_CLOSED` bits record that the peer closed a direction (or the socket failed). They
+/// are kept apart from `READABLE`/`WRITABLE` because the OS reports a close *once*: a short
+/// read that clears `READABLE` must not forget that the end of the stream has already
+/// arrived, or the next read would wait for an edge that never comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ready(u8);
 
 impl Ready {
-    pub(crate) const READABLE: Ready = Ready(0b01);
-    pub(crate) const WRITABLE: Ready = Ready(0b10);
-    const BOTH: Ready = Ready(0b11);
+    pub(crate) const READABLE: Ready = Ready(0b0001);
+    pub(crate) const WRITABLE: Ready = Ready(0b0010);
+    const READ_CLOSED: Ready = Ready(0b0100);
+    const WRITE_CLOSED: Ready = Ready(0b1000);
+    const BOTH: Ready = Ready(0b0011);
 
     fn contains(self, other: Ready) -> bool {
         self.0 & other.0 != 0
@@ -47,6 +54,22 @@ impl Direction {
             Direction::Write => Ready::WRITABLE,
         }
     }
+
+    fn closed_bit(self) -> Ready {
+        match self {
+            Direction::Read => Ready::READ_CLOSED,
+            Direction::Write => Ready::WRITE_CLOSED,
+        }
+    }
+}
+
+/// How much of a direction's readiness an operation refutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refuted {
+    /// The syscall said `WouldBlock`: nothing is ready that way, closed or not.
+    WouldBlock,
+    /// A short transfer drained (or filled) the buffer; a close already seen still stands.
+    ShortTransfer,
 }
 
 /// One registered source.
@@ -138,7 +161,7 @@ impl Slots {
         let Some(slot) = self.get_mut(key) else {
             return true; // deregistered: let the operation report the error
         };
-        if slot.ready.contains(dir.bit()) {
+        if slot.ready.contains(Ready(dir.bit().0 | dir.closed_bit().0)) {
             return true;
         }
         let waiter = match dir {
@@ -151,10 +174,14 @@ impl Slots {
         false
     }
 
-    /// An operation in `dir` got `WouldBlock`: wait for the next edge.
-    pub(crate) fn clear(&mut self, key: SlotKey, dir: Direction) {
+    /// An operation in `dir` found it not ready: wait for the next edge.
+    pub(crate) fn clear(&mut self, key: SlotKey, dir: Direction, refuted: Refuted) {
         if let Some(slot) = self.get_mut(key) {
-            slot.ready.0 &= !dir.bit().0;
+            let cleared = match refuted {
+                Refuted::WouldBlock => dir.bit().0 | dir.closed_bit().0,
+                Refuted::ShortTransfer => dir.bit().0,
+            };
+            slot.ready.0 &= !cleared;
         }
     }
 
@@ -165,12 +192,22 @@ impl Slots {
             return; // the source was dropped since the OS queued this event
         };
         let failed = event.is_error();
-        if event.is_readable() || event.is_read_closed() || failed {
+        if event.is_readable() {
             slot.ready.0 |= Ready::READABLE.0;
+        }
+        if event.is_read_closed() || failed {
+            slot.ready.0 |= Ready::READ_CLOSED.0;
+        }
+        if event.is_writable() {
+            slot.ready.0 |= Ready::WRITABLE.0;
+        }
+        if event.is_write_closed() || failed {
+            slot.ready.0 |= Ready::WRITE_CLOSED.0;
+        }
+        if event.is_readable() || event.is_read_closed() || failed {
             wake.extend(slot.reader.take());
         }
         if event.is_writable() || event.is_write_closed() || failed {
-            slot.ready.0 |= Ready::WRITABLE.0;
             wake.extend(slot.writer.take());
         }
     }

@@ -21,7 +21,7 @@ use mio::event::Source;
 use treeloop_executor::{cancelled_here, coop};
 
 use crate::driver::{RealIo, with_reactor};
-use crate::io::slots::{Direction, SlotKey};
+use crate::io::slots::{Direction, Refuted, SlotKey};
 
 /// A non-blocking I/O object registered with the reactor of the runtime it was created in.
 #[derive(Debug)]
@@ -95,7 +95,12 @@ impl<T: Source> IoSource<T> {
             }
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    with_reactor(|reactor| reactor.io.borrow_mut().clear(self.key, dir));
+                    with_reactor(|reactor| {
+                        reactor
+                            .io
+                            .borrow_mut()
+                            .clear(self.key, dir, Refuted::WouldBlock)
+                    });
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 done => return Poll::Ready(done),
@@ -107,7 +112,8 @@ impl<T: Source> IoSource<T> {
     /// transfer (`0 < n < len`) means the socket buffer was drained (or filled) at that
     /// moment, so the cached readiness is cleared at once: the next operation waits for the
     /// next edge instead of paying a syscall to learn `WouldBlock`. Safe with edge-triggered
-    /// epoll: anything that arrives after the short read raises a new edge.
+    /// epoll: anything that arrives after the short read raises a new edge, and a close that
+    /// already arrived is remembered apart (see `Ready`), since it raises no further edge.
     pub(crate) fn poll_transfer(
         &self,
         cx: &mut Context<'_>,
@@ -118,7 +124,12 @@ impl<T: Source> IoSource<T> {
         let polled = self.poll_io(cx, dir, op);
         if let Poll::Ready(Ok(n)) = polled {
             if n > 0 && n < len {
-                with_reactor(|reactor| reactor.io.borrow_mut().clear(self.key, dir));
+                with_reactor(|reactor| {
+                    reactor
+                        .io
+                        .borrow_mut()
+                        .clear(self.key, dir, Refuted::ShortTransfer)
+                });
             }
         }
         polled

@@ -54,8 +54,13 @@ pub struct TcpStream(IoSource<mio::net::TcpStream>);
 impl_stream!(TcpStream);
 
 impl TcpStream {
-    /// Connects to `addr`. Cancelling it abandons the attempt (the socket is closed).
+    /// Connects to `addr`. In a cancelled region it fails before sending anything; cancelled
+    /// while the handshake is under way, it abandons the attempt (the socket is closed).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        // An await point: a cancelled connect must not even send its SYN (R7).
+        if let Some(cancelled) = treeloop_executor::cancelled_here() {
+            return Err(cancelled.into());
+        }
         let stream = TcpStream(IoSource::new(mio::net::TcpStream::connect(addr)?)?);
         // Writable means the handshake ended; `take_error` says how.
         stream

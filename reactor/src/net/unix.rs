@@ -41,6 +41,10 @@ impl_stream!(UnixStream);
 impl UnixStream {
     /// Connects to the socket at `path`.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        // An await point: a cancelled connect must not even send its SYN (R7).
+        if let Some(cancelled) = treeloop_executor::cancelled_here() {
+            return Err(cancelled.into());
+        }
         let stream = UnixStream(IoSource::new(mio::net::UnixStream::connect(path)?)?);
         stream
             .0

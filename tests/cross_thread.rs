@@ -128,3 +128,46 @@ fn a_panicking_blocking_closure_panics_the_awaiting_task() {
         Some(&"blocking boom")
     );
 }
+
+#[test]
+fn an_idle_loop_sleeps_in_the_poller_instead_of_spinning() {
+    // A task waits for another thread that computes for a while; the loop has nothing to do
+    // meanwhile. Each turn that found nothing runnable records a `Park` in the trace: a
+    // loop that spun would record thousands, a sleeping one a handful.
+    let runtime = treeloop::Builder::new().record_trace(true).build().unwrap();
+    let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let counter = Arc::new(AtomicU64::new(0));
+    runtime.block_on(async {
+        let task = spawn(CountTo {
+            counter: counter.clone(),
+            target: 1,
+            waker: waker.clone(),
+            polls: 0,
+        });
+        checkpoint().await.unwrap();
+        let worker = {
+            let (counter, waker) = (counter.clone(), waker.clone());
+            std::thread::spawn(move || {
+                // About tens of milliseconds of work, bounded.
+                let mut x = 0u64;
+                for i in 0..50_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+                std::hint::black_box(x);
+                counter.store(1, Ordering::SeqCst);
+                if let Some(w) = waker.lock().unwrap().clone() {
+                    w.wake();
+                }
+            })
+        };
+        task.await.unwrap();
+        worker.join().unwrap();
+    });
+    let parks = runtime
+        .trace()
+        .events
+        .iter()
+        .filter(|e| **e == treeloop::TraceEvent::Park)
+        .count();
+    assert!(parks <= 5, "{parks} parks while waiting: the loop spun");
+}

@@ -1,12 +1,13 @@
-//! Wakes from other threads (the injector + unpark path) and blocking work on the pool.
+//! The loop while it waits for another thread: parked in the poller, not spinning. (The
+//! wake stress tests and `unblock` are in `tests/wakes.rs`.)
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use treeloop::{checkpoint, spawn, unblock};
+use treeloop::{checkpoint, spawn};
 
 /// Completes when `counter` reaches `target`; stores its waker for the threads to use.
 struct CountTo {
@@ -28,105 +29,6 @@ impl Future for CountTo {
             Poll::Pending
         }
     }
-}
-
-#[test]
-fn four_threads_times_250_000_wakes_are_all_observed() {
-    const THREADS: u64 = 4;
-    const WAKES: u64 = 250_000;
-    let counter = Arc::new(AtomicU64::new(0));
-    let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
-    let (polls, observed) = treeloop::block_on(async {
-        let task = spawn(CountTo {
-            counter: counter.clone(),
-            target: THREADS * WAKES,
-            waker: waker.clone(),
-            polls: 0,
-        });
-        // Let the task publish its waker before the threads start.
-        checkpoint().await.unwrap();
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let (counter, waker) = (counter.clone(), waker.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..WAKES {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let current = waker.lock().unwrap().clone();
-                        if let Some(w) = current {
-                            w.wake();
-                        }
-                    }
-                })
-            })
-            .collect();
-        // The loop parks while the threads run; only their wakes can finish the task.
-        let polls = task.await.unwrap();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        (polls, counter.load(Ordering::SeqCst))
-    });
-    assert_eq!(observed, THREADS * WAKES);
-    // Wakes coalesce (a task already queued is not queued twice), so far fewer polls.
-    assert!((2..=THREADS * WAKES + 1).contains(&polls), "{polls} polls");
-    eprintln!("1,000,000 remote wakes completed the task in {polls} polls");
-}
-
-#[test]
-fn unblock_returns_the_closures_value() {
-    let value = treeloop::block_on(async { unblock(|| (1..=100u64).sum::<u64>()).await });
-    assert_eq!(value, Ok(5050));
-}
-
-#[test]
-fn a_cancelled_unblock_returns_at_once_while_the_closure_runs_to_completion() {
-    let finished = Arc::new(AtomicBool::new(false));
-    let gate = Arc::new(Barrier::new(2));
-    let result = treeloop::block_on({
-        let (finished, gate) = (finished.clone(), gate.clone());
-        async move {
-            let task = spawn(async move {
-                unblock(move || {
-                    gate.wait(); // held until the await below was cancelled
-                    finished.store(true, Ordering::SeqCst);
-                })
-                .await
-            });
-            checkpoint().await.unwrap();
-            task.cancel();
-            task.await.unwrap()
-        }
-    });
-    assert_eq!(
-        result.map_err(|c| c.reason()),
-        Err(treeloop::CancelReason::Explicit)
-    );
-    assert!(
-        !finished.load(Ordering::SeqCst),
-        "the closure is still blocked"
-    );
-    gate.wait();
-    // The closure finishes on its own right after the gate; wait for it without sleeping.
-    let mut spins = 0u64;
-    while !finished.load(Ordering::SeqCst) {
-        spins += 1;
-        assert!(spins < 100_000_000, "the released closure never finished");
-        std::thread::yield_now();
-    }
-}
-
-#[test]
-fn a_panicking_blocking_closure_panics_the_awaiting_task() {
-    let err = treeloop::block_on(async {
-        spawn(async { unblock(|| -> u32 { panic!("blocking boom") }).await })
-            .await
-            .unwrap_err()
-    });
-    assert!(err.is_panic());
-    assert_eq!(
-        err.into_panic().downcast_ref::<&str>(),
-        Some(&"blocking boom")
-    );
 }
 
 #[test]

@@ -1022,6 +1022,64 @@ fn sockets_created_outside_a_runtime_fail_with_an_error_naming_the_fix() {
 }
 
 #[test]
+fn connects_outside_a_runtime_fail_with_an_error_naming_the_fix() {
+    let file = SocketPath::new("outside-connect");
+    let unix_listener = std::os::unix::net::UnixListener::bind(file.path()).unwrap();
+    let tcp_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp_listener.local_addr().unwrap();
+    // Polled by a foreign executor: no treeloop runtime on this thread.
+    let connect = futures_lite::future::block_on(TcpStream::connect(addr));
+    assert_names_the_fix(connect.map(drop), "TcpStream::connect");
+    let connect = futures_lite::future::block_on(UnixStream::connect(file.path()));
+    assert_names_the_fix(connect.map(drop), "UnixStream::connect");
+    drop(unix_listener);
+}
+
+/// A misuse is reported before the OS is asked for anything: a failed connect outside a
+/// runtime sends no SYN, so the listener has nothing to accept.
+#[test]
+fn a_connect_outside_a_runtime_reaches_no_listener() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let connect =
+        futures_lite::future::block_on(TcpStream::connect(listener.local_addr().unwrap()));
+    assert_names_the_fix(connect.map(drop), "TcpStream::connect");
+    let accepted = listener.accept().map(|(_, peer)| peer);
+    assert_eq!(
+        accepted.map_err(|e| e.kind()),
+        Err(io::ErrorKind::WouldBlock),
+        "the failed connect left a connection in the listener's queue"
+    );
+}
+
+/// A misuse is reported before the OS is asked for anything: a failed bind outside a runtime
+/// leaves no socket file behind (which would make the corrected bind fail with `AddrInUse`).
+#[test]
+fn a_unix_bind_outside_a_runtime_leaves_no_socket_file() {
+    let file = SocketPath::new("outside-bind");
+    assert_names_the_fix(
+        UnixListener::bind(file.path()).map(drop),
+        "UnixListener::bind",
+    );
+    assert!(
+        !file.path().exists(),
+        "{} was left behind",
+        file.path().display()
+    );
+    assert_names_the_fix(
+        UnixDatagram::bind(file.path()).map(drop),
+        "UnixDatagram::bind",
+    );
+    assert!(
+        !file.path().exists(),
+        "{} was left behind",
+        file.path().display()
+    );
+    let rebound = block_on(async { UnixListener::bind(file.path()).map(drop) });
+    assert!(rebound.is_ok(), "the corrected bind: {rebound:?}");
+}
+
+#[test]
 fn sockets_work_in_successive_block_on_calls_of_one_runtime() {
     let runtime = treeloop::Builder::new().build().unwrap();
     for round in 0..3u8 {

@@ -35,15 +35,8 @@ pub(crate) struct IoSource<T: Source> {
 impl<T: Source> IoSource<T> {
     /// Registers `io` for reading and writing, once, edge-triggered.
     pub(crate) fn new(mut io: T) -> io::Result<IoSource<T>> {
+        sockets_allowed()?;
         let registered = with_reactor(|reactor| {
-            if reactor.real_io == RealIo::Refused {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "real sockets make a seeded (deterministic) run unreproducible: use \
-                     `treeloop::sim::duplex()` for in-memory streams, or \
-                     `Builder::allow_real_io(true)` to accept a non-reproducible run",
-                ));
-            }
             let key = reactor.io.borrow_mut().insert();
             let interest = Interest::READABLE | Interest::WRITABLE;
             match reactor.registry.register(&mut io, key.token(), interest) {
@@ -54,14 +47,8 @@ impl<T: Source> IoSource<T> {
                 }
             }
         });
-        match registered {
-            Some(Ok(key)) => Ok(IoSource { io: Some(io), key }),
-            Some(Err(err)) => Err(err),
-            None => Err(io::Error::other(
-                "treeloop sockets must be created inside a treeloop runtime: call this inside \
-                 `treeloop::block_on` (or a task spawned from it)",
-            )),
-        }
+        let key = registered.unwrap_or_else(|| Err(no_runtime()))?;
+        Ok(IoSource { io: Some(io), key })
     }
 
     pub(crate) fn get_ref(&self) -> &T {
@@ -143,6 +130,30 @@ impl<T: Source> IoSource<T> {
     ) -> io::Result<R> {
         std::future::poll_fn(|cx| self.poll_io(cx, dir, &mut op)).await
     }
+}
+
+/// Whether a socket may be created here: inside a runtime, and not a seeded one that
+/// refuses real I/O. Checked *before* the OS call that makes the socket, so a refused
+/// connect reaches no listener and a refused Unix bind leaves no socket file.
+pub(crate) fn sockets_allowed() -> io::Result<()> {
+    match with_reactor(|reactor| reactor.real_io) {
+        Some(RealIo::Allowed) => Ok(()),
+        Some(RealIo::Refused) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "real sockets make a seeded (deterministic) run unreproducible: use \
+             `treeloop::sim::duplex()` for in-memory streams, or \
+             `Builder::allow_real_io(true)` to accept a non-reproducible run",
+        )),
+        None => Err(no_runtime()),
+    }
+}
+
+/// The error for a socket made outside a runtime, naming the fix.
+fn no_runtime() -> io::Error {
+    io::Error::other(
+        "treeloop sockets must be created inside a treeloop runtime: call this inside \
+         `treeloop::block_on` (or a task spawned from it)",
+    )
 }
 
 impl<T: Source> Drop for IoSource<T> {

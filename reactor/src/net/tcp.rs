@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::io::slots::Direction;
-use crate::io::source::IoSource;
+use crate::io::source::{IoSource, sockets_allowed};
 use crate::net::stream::impl_stream;
 
 /// A TCP socket listening for connections.
@@ -20,6 +20,7 @@ impl TcpListener {
     ///
     /// An address in use is `io::ErrorKind::AddrInUse`.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        sockets_allowed()?;
         each_addr(addr, |addr| {
             let listener = mio::net::TcpListener::bind(addr)?;
             Ok(TcpListener(IoSource::new(listener)?))
@@ -28,6 +29,7 @@ impl TcpListener {
 
     /// Takes over a standard listener (made non-blocking here).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        sockets_allowed()?;
         listener.set_nonblocking(true)?;
         Ok(TcpListener(IoSource::new(
             mio::net::TcpListener::from_std(listener),
@@ -57,10 +59,12 @@ impl TcpStream {
     /// Connects to `addr`. In a cancelled region it fails before sending anything; cancelled
     /// while the handshake is under way, it abandons the attempt (the socket is closed).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        // An await point: a cancelled connect must not even send its SYN (R7).
+        // An await point: a cancelled connect must not even send its SYN (R7); and no
+        // socket is made where it could not be registered.
         if let Some(cancelled) = treeloop_executor::cancelled_here() {
             return Err(cancelled.into());
         }
+        sockets_allowed()?;
         let stream = TcpStream(IoSource::new(mio::net::TcpStream::connect(addr)?)?);
         // Writable means the handshake ended; `take_error` says how.
         stream
@@ -81,6 +85,7 @@ impl TcpStream {
 
     /// Takes over a connected standard stream (made non-blocking here).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        sockets_allowed()?;
         stream.set_nonblocking(true)?;
         Ok(TcpStream(IoSource::new(mio::net::TcpStream::from_std(
             stream,

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::io::slots::Direction;
-use crate::io::source::IoSource;
+use crate::io::source::{IoSource, sockets_allowed};
 use crate::net::tcp::each_addr;
 
 /// A UDP socket.
@@ -15,6 +15,7 @@ pub struct UdpSocket(IoSource<mio::net::UdpSocket>);
 impl UdpSocket {
     /// Binds to the first address of `addr` that works. Must be called inside a runtime.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        sockets_allowed()?;
         each_addr(addr, |addr| {
             Ok(UdpSocket(IoSource::new(mio::net::UdpSocket::bind(addr)?)?))
         })
@@ -22,6 +23,7 @@ impl UdpSocket {
 
     /// Takes over a standard socket (made non-blocking here).
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        sockets_allowed()?;
         socket.set_nonblocking(true)?;
         Ok(UdpSocket(IoSource::new(mio::net::UdpSocket::from_std(
             socket,

@@ -5,7 +5,7 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
 use crate::io::slots::Direction;
-use crate::io::source::IoSource;
+use crate::io::source::{IoSource, sockets_allowed};
 use crate::net::stream::impl_stream;
 
 /// A Unix stream socket listening for connections.
@@ -15,6 +15,7 @@ pub struct UnixListener(IoSource<mio::net::UnixListener>);
 impl UnixListener {
     /// Binds to the socket file `path` (which must not exist yet).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        sockets_allowed()?;
         Ok(UnixListener(IoSource::new(mio::net::UnixListener::bind(
             path,
         )?)?))
@@ -41,10 +42,12 @@ impl_stream!(UnixStream);
 impl UnixStream {
     /// Connects to the socket at `path`.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-        // An await point: a cancelled connect must not even send its SYN (R7).
+        // An await point: a cancelled connect must not even send its SYN (R7); and no
+        // socket is made where it could not be registered.
         if let Some(cancelled) = treeloop_executor::cancelled_here() {
             return Err(cancelled.into());
         }
+        sockets_allowed()?;
         let stream = UnixStream(IoSource::new(mio::net::UnixStream::connect(path)?)?);
         stream
             .0
@@ -58,6 +61,7 @@ impl UnixStream {
 
     /// A connected pair, e.g. to talk to a child thread or process.
     pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        sockets_allowed()?;
         let (a, b) = mio::net::UnixStream::pair()?;
         Ok((UnixStream(IoSource::new(a)?), UnixStream(IoSource::new(b)?)))
     }
@@ -80,6 +84,7 @@ pub struct UnixDatagram(IoSource<mio::net::UnixDatagram>);
 impl UnixDatagram {
     /// Binds to the socket file `path`.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        sockets_allowed()?;
         Ok(UnixDatagram(IoSource::new(mio::net::UnixDatagram::bind(
             path,
         )?)?))
@@ -87,6 +92,7 @@ impl UnixDatagram {
 
     /// A socket bound to no address.
     pub fn unbound() -> io::Result<UnixDatagram> {
+        sockets_allowed()?;
         Ok(UnixDatagram(IoSource::new(
             mio::net::UnixDatagram::unbound()?,
         )?))
@@ -94,6 +100,7 @@ impl UnixDatagram {
 
     /// A connected pair.
     pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        sockets_allowed()?;
         let (a, b) = mio::net::UnixDatagram::pair()?;
         Ok((
             UnixDatagram(IoSource::new(a)?),

@@ -30,7 +30,6 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 
 use treeloop_executor::Strategy;
@@ -124,9 +123,8 @@ fn report_seed(seed: u64) {
         .filter(|name| *name != "main")
         .map(str::to_owned)
         .unwrap_or_else(|| "<test name>".into());
-    let _ = writeln!(
-        std::io::stderr().lock(),
+    treeloop_executor::report::report(format_args!(
         "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
          TREELOOP_SEED={seed} cargo test {test} -- --exact"
-    );
+    ));
 }

@@ -40,7 +40,7 @@ use crate::trace::{Recorder, Trace, TraceEvent};
 use crate::tree::{Key, NodeKind, NodeRef, Tree};
 
 /// A panic payload, as `catch_unwind` returns it.
-pub(crate) type Payload = Box<dyn Any + Send + 'static>;
+pub type Payload = Box<dyn Any + Send + 'static>;
 
 /// How many tasks one tick runs before the loop looks at I/O and timers again. Bounds how
 /// long a burst of ready tasks can keep events waiting (61, like tokio: prime, so it does

@@ -323,7 +323,7 @@ fn lock(payload: &Mutex<Payload>) -> std::sync::MutexGuard<'_, Payload> {
 
 /// The message of a panic payload, when it is a string. Takes the box itself: a
 /// `&Box<dyn Any>` coerced to `&dyn Any` would downcast the box, not the payload.
-pub(crate) fn panic_message(payload: &Payload) -> &str {
+pub fn panic_message(payload: &Payload) -> &str {
     if let Some(message) = payload.downcast_ref::<&'static str>() {
         message
     } else if let Some(message) = payload.downcast_ref::<String>() {

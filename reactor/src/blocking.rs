@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use treeloop_executor::{Cancelled, cancelled_here};
+use treeloop_executor::{Cancelled, Payload, cancelled_here};
 
 use crate::driver::with_reactor;
 
@@ -122,7 +122,7 @@ enum Slot<T> {
     /// Done.
     Done(T),
     /// The closure panicked: the panic is re-raised in the awaiting task.
-    Panicked(Box<dyn std::any::Any + Send>),
+    Panicked(Payload),
     /// The result was taken.
     Gone,
 }

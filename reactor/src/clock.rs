@@ -57,7 +57,7 @@ impl Instant {
 
     /// `self + duration`, saturating at a far-future instant (about 30 years ahead) when it
     /// does not fit: what "sleep for `Duration::MAX`" means.
-    pub(crate) fn saturating_add(&self, duration: Duration) -> Instant {
+    pub fn saturating_add(&self, duration: Duration) -> Instant {
         self.checked_add(duration)
             .or_else(|| self.checked_add(Duration::from_secs(86_400 * 365 * 30)))
             .unwrap_or(*self)

@@ -10,15 +10,11 @@
 //! - In a fail-fast scope the first real failure or panic cancels the scope's region with
 //!   reason `Failure` (R13); a supervisor only records (R18).
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 
-use treeloop_executor::{CancelReason, RegionHandle};
+use treeloop_executor::{CancelReason, Payload, RegionHandle};
 
 use crate::error::Cancellation;
-
-/// A panic payload.
-pub(crate) type Payload = Box<dyn Any + Send + 'static>;
 
 /// How a scope reacts to a member's failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,15 +92,9 @@ impl<E: Cancellation> ScopeState<E> {
 
 /// A second panic in one scope: the first is re-raised, this one is reported.
 fn report_extra_panic(payload: &Payload) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("<non-string panic payload>");
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr().lock(),
+    treeloop_executor::report::report(format_args!(
         "treeloop: another member of the scope panicked too (the scope re-raises the first): \
-         {message}"
-    );
+         {}",
+        treeloop_executor::panic_message(payload)
+    ));
 }

@@ -134,9 +134,7 @@ impl<F: Future> Future for Timeout<F> {
         let (deadline, location) = (*this.deadline, *this.location);
         let (region, timer) = this.armed.get_or_insert_with(|| {
             let at = match deadline {
-                Deadline::After(duration) => Instant::now()
-                    .checked_add(duration)
-                    .unwrap_or_else(far_future),
+                Deadline::After(duration) => Instant::now().saturating_add(duration),
                 Deadline::At(at) => at,
             };
             let region = Region::open_at(RegionKind::Cancel, location);
@@ -168,9 +166,4 @@ impl<F: Future> Future for Timeout<F> {
             Phase::Expired => Err(Elapsed { deadline }),
         })
     }
-}
-
-/// A deadline that never comes in practice (for `Duration::MAX`).
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }

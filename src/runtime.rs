@@ -176,6 +176,13 @@ impl Runtime {
     pub fn trace(&self) -> Trace {
         self.executor.trace()
     }
+
+    /// How many nodes of the task tree are alive: tasks, open regions and shields, and the
+    /// root while a `block_on` runs. Zero between `block_on` calls, since `block_on` returns
+    /// only after the whole tree has finished.
+    pub fn live_tasks(&self) -> usize {
+        self.executor.live_nodes()
+    }
 }
 
 /// `TREELOOP_SEED`, if set to a number.

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use common::{Counters, Log, ms, ms_since, paused};
 use treeloop::time::{Instant, sleep};
-use treeloop::{checkpoint, spawn};
+use treeloop::{FutureExt, checkpoint, spawn};
 
 #[test]
 fn handle_resolves_only_after_children_finish() {
@@ -223,4 +223,19 @@ fn task_ids_are_unique_and_never_reused() {
             "finished tasks' ids are not handed out again"
         );
     });
+}
+
+#[test]
+fn no_node_is_left_alive_between_block_on_calls() {
+    let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
+    let live_inside = runtime.block_on(async {
+        let _a = treeloop::spawn(std::future::pending::<()>().or_cancel());
+        let _b = treeloop::spawn(async {});
+        let live = runtime.live_tasks();
+        treeloop::shutdown();
+        live
+    });
+    // The root and its two tasks.
+    assert_eq!(live_inside, 3);
+    assert_eq!(runtime.live_tasks(), 0);
 }

@@ -53,8 +53,8 @@ mod runtime;
 pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
-    Strategy, TaskId, Trace, TraceEvent, WaitCancelled, cancelled, cancelled_here, checkpoint,
-    shield, shutdown, spawn, yield_now,
+    Strategy, TaskId, Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here,
+    checkpoint, dump, shield, shutdown, spawn, yield_now,
 };
 pub use treeloop_scope::{
     Cancellation, MemberError, Scope, ScopeError, ScopedJoinHandle, SpawnError, scope, supervisor,
@@ -74,6 +74,20 @@ pub mod test {
 
 /// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `Mutex`, `Semaphore`.
 pub use treeloop_scope::sync;
+
+/// Spawning with options: `task::Builder::new().name("conn 42").spawn(fut)`.
+pub mod task {
+    pub use treeloop_executor::TaskBuilder as Builder;
+}
+
+/// Seeing inside: the tree dump's parts, the watchdog's and slow-poll reports, and the
+/// [`Report`](diag::Report) every report arrives as (see [`Builder::report_sink`]).
+pub mod diag {
+    pub use treeloop_executor::diag::{
+        DumpEntry, EntryKind, SlowPoll, StallCause, StallReport, StuckTask, TaskState, TreeDump,
+    };
+    pub use treeloop_executor::report::Report;
+}
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {

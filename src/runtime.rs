@@ -8,10 +8,15 @@
 //!   when it returns or unwinds. Calling it again inside is a clear panic, never a deadlock.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::rc::Rc;
+use std::time::Duration;
 
-use treeloop_executor::{Executor, Scheduling, Strategy, Trace};
+use treeloop_executor::diag::Diagnostics;
+use treeloop_executor::report::{Report, Sink};
+use treeloop_executor::{Executor, Options, Scheduling, Strategy, Trace, TreeDump};
 use treeloop_reactor::{CtrlCPolicy, Reactor, ReactorOptions};
 
 /// Configures a [`Runtime`].
@@ -20,7 +25,7 @@ use treeloop_reactor::{CtrlCPolicy, Reactor, ReactorOptions};
 /// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
 /// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Builder {
     /// Run on virtual time.
     start_paused: bool,
@@ -34,6 +39,37 @@ pub struct Builder {
     record_trace: bool,
     /// Allow real sockets in a seeded run.
     allow_real_io: bool,
+    /// Poll statistics for dumps.
+    diagnostics: bool,
+    /// The slow-poll threshold.
+    slow_poll: Option<Duration>,
+    /// The stuck-cancellation watchdog's threshold.
+    watchdog: Option<Duration>,
+    /// How long after its report the watchdog aborts a stuck task.
+    grace: Option<Duration>,
+    /// SIGUSR1 prints a dump.
+    dump_on_signal: bool,
+    /// Where reports go; stderr by default.
+    sink: Option<Sink>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("start_paused", &self.start_paused)
+            .field("ctrl_c", &self.ctrl_c)
+            .field("seed", &self.seed)
+            .field("strategy", &self.strategy)
+            .field("record_trace", &self.record_trace)
+            .field("allow_real_io", &self.allow_real_io)
+            .field("diagnostics", &self.diagnostics)
+            .field("slow_poll", &self.slow_poll)
+            .field("watchdog", &self.watchdog)
+            .field("grace", &self.grace)
+            .field("dump_on_signal", &self.dump_on_signal)
+            .field("sink", &self.sink.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl Default for Builder {
@@ -45,6 +81,12 @@ impl Default for Builder {
             strategy: Strategy::Fifo,
             record_trace: false,
             allow_real_io: false,
+            diagnostics: false,
+            slow_poll: None,
+            watchdog: None,
+            grace: None,
+            dump_on_signal: false,
+            sink: None,
         }
     }
 }
@@ -105,8 +147,51 @@ impl Builder {
         self
     }
 
+    /// Keeps poll counts and poll times per task, so dumps show them (implied by the
+    /// slow-poll warning and the watchdog). Off by default: then it costs nothing.
+    pub fn diagnostics(mut self, enabled: bool) -> Builder {
+        self.diagnostics = enabled;
+        self
+    }
+
+    /// Reports every single poll that takes at least `threshold`, naming the task (asyncio
+    /// debug mode's slow-callback warning): a poll that long blocked every other task.
+    pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
+        self.slow_poll = Some(threshold);
+        self
+    }
+
+    /// The stuck-cancellation watchdog: when tasks of a cancelled subtree make no progress
+    /// for `threshold`, report them with the likely cause and the tree, stuck tasks marked
+    /// (`Report::Stall`). See "When shutdown hangs" in the README.
+    pub fn stall_watchdog(mut self, threshold: Duration) -> Builder {
+        self.watchdog = Some(threshold);
+        self
+    }
+
+    /// With the watchdog: a task still stuck `grace` after it was reported is aborted (its
+    /// future dropped at its next poll, R20) and reported as such (`Report::Aborted`).
+    pub fn stall_grace(mut self, grace: Duration) -> Builder {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// SIGUSR1 reports a dump of the task tree (`kill -USR1 <pid>`): a look inside a
+    /// program that seems stuck, without stopping it.
+    pub fn dump_on_signal(mut self, enabled: bool) -> Builder {
+        self.dump_on_signal = enabled;
+        self
+    }
+
+    /// Sends every report (slow polls, stalls, aborts, dumps, panics nobody took) to `sink`
+    /// instead of stderr: to log them, or to capture them in a test.
+    pub fn report_sink(mut self, sink: impl Fn(&Report) + 'static) -> Builder {
+        self.sink = Some(Rc::new(sink));
+        self
+    }
+
     /// Builds the runtime. Fails only if the OS refuses an epoll instance, an eventfd, or
-    /// (with `shutdown_on_ctrl_c`) the SIGINT handler.
+    /// a signal handler (SIGINT with `shutdown_on_ctrl_c`, SIGUSR1 with `dump_on_signal`).
     pub fn build(&self) -> io::Result<Runtime> {
         let seed = match (self.seed, seed_from_env()) {
             (Some(_), Some(replay)) => Some(replay),
@@ -117,13 +202,26 @@ impl Builder {
             ctrl_c: self.ctrl_c,
             deterministic: seed.is_some(),
             allow_real_io: self.allow_real_io,
+            dump_on_signal: self.dump_on_signal,
         })?;
         let scheduling = Scheduling {
             strategy: self.strategy,
             seed: seed.unwrap_or(0),
             trace: self.record_trace || seed.is_some(),
         };
-        let executor = Executor::with_scheduling(reactor.unparker(), scheduling);
+        let diagnostics = Diagnostics {
+            clock: Some(reactor.clock_source()),
+            stats: self.diagnostics,
+            slow_poll: self.slow_poll,
+            watchdog: self.watchdog,
+            grace: self.grace,
+        };
+        let options = Options {
+            scheduling,
+            diagnostics,
+            sink: self.sink.clone(),
+        };
+        let executor = Executor::with_options(reactor.unparker(), options);
         Ok(Runtime {
             reactor: RefCell::new(reactor),
             executor,
@@ -175,6 +273,13 @@ impl Runtime {
     /// The scheduling decisions recorded so far, and their hash (empty unless tracing).
     pub fn trace(&self) -> Trace {
         self.executor.trace()
+    }
+
+    /// A snapshot of the task tree; see [`crate::dump`]. Empty between `block_on` calls
+    /// (the tree has finished by then); useful from another task's point of view, e.g. a
+    /// sink or a test, and for a runtime whose `block_on` unwound.
+    pub fn dump(&self) -> TreeDump {
+        self.executor.dump()
     }
 
     /// How many nodes of the task tree are alive: tasks, open regions and shields, and the

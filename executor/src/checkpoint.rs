@@ -17,11 +17,17 @@ use crate::context;
 /// own region is not cancelled (R11).
 pub fn cancelled_here() -> Option<Cancelled> {
     context::with_core(|core| {
-        let tree = core.tree.borrow();
-        let current = core.current.get();
-        tree.get(current)
-            .and_then(|node| node.cancel)
-            .map(Cancelled::new)
+        let cancelled = {
+            let tree = core.tree.borrow();
+            tree.get(core.current.get())
+                .and_then(|node| node.cancel)
+                .map(Cancelled::new)
+        };
+        if cancelled.is_some() {
+            // The task has seen its cancellation: progress, for the watchdog.
+            core.note_progress();
+        }
+        cancelled
     })
     .flatten()
 }

@@ -17,7 +17,8 @@
 //!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
 //!  │   2. done? root returned and no child left -> return
 //!  │   3. park: nothing runnable -> block (or jump virtual time); else only collect events;
-//!  │      the park may ask for a root cancel (Ctrl-C)
+//!  │      the park may ask for a root cancel (Ctrl-C) or a dump (SIGUSR1)
+//!  │   4. watchdog: if diagnostics are on and a check is due, look for stuck tasks
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 
@@ -33,11 +34,13 @@ use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
 use crate::context;
+use crate::diag::{Diag, Diagnostics, TreeDump};
 use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::{Job, RunQueue, Shared};
+use crate::report::{Report, Sink, report_message};
 use crate::strategy::Strategy;
 use crate::trace::{Recorder, Trace, TraceEvent};
-use crate::tree::{Key, NodeKind, NodeRef, Tree};
+use crate::tree::{Key, NodeKind, NodeRef, Phase, Tree};
 
 /// A panic payload, as `catch_unwind` returns it.
 pub type Payload = Box<dyn Any + Send + 'static>;
@@ -88,6 +91,31 @@ pub(crate) struct Core {
     trace: Option<RefCell<Recorder>>,
     /// The root node of the running `block_on`.
     pub(crate) root: Cell<Key>,
+    /// Statistics, slow polls and the watchdog, when on (see [`crate::diag`]).
+    pub(crate) diag: Option<Diag>,
+    /// Where reports go; stderr when `None`.
+    pub(crate) sink: Option<Sink>,
+}
+
+/// Everything an [`Executor`] can be configured with.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Strategy, seed and trace.
+    pub scheduling: Scheduling,
+    /// Which diagnostics to keep (none by default).
+    pub diagnostics: Diagnostics,
+    /// Where reports go (stderr by default).
+    pub sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("scheduling", &self.scheduling)
+            .field("diagnostics", &self.diagnostics)
+            .field("sink", &self.sink.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 /// How the executor schedules: the strategy, its seed, and whether to record a trace.
@@ -102,12 +130,68 @@ pub struct Scheduling {
 }
 
 impl Core {
+    /// Inserts a node under `parent` (a root when `None`), named if `name` is given.
+    pub(crate) fn insert(
+        &self,
+        parent: Option<Key>,
+        kind: NodeKind,
+        location: &'static Location<'static>,
+        name: Option<Box<str>>,
+    ) -> NodeRef {
+        let mut tree = self.tree.borrow_mut();
+        let node = tree.insert(parent, kind, location);
+        if let Some(name) = name {
+            tree.set_name(node.key, name);
+        }
+        if let Some(diag) = &self.diag {
+            diag.inserted(node.key, tree.node(node.key).cancel.is_some());
+        }
+        node
+    }
+
     /// Marks `key`'s subtree cancelled and wakes every task in it.
     pub(crate) fn cancel(&self, key: Key, reason: CancelReason) {
         let mut wake = Vec::new();
-        self.tree.borrow_mut().cancel(key, reason, &mut wake);
+        let _marked = match &self.diag {
+            None => self.tree.borrow_mut().cancel(key, reason, |_, node| {
+                wake.extend(node.waker.clone());
+            }),
+            Some(diag) => {
+                let now = diag.now();
+                let marked = self.tree.borrow_mut().cancel(key, reason, |key, node| {
+                    diag.marked(key, now);
+                    wake.extend(node.waker.clone());
+                });
+                if marked > 0 {
+                    diag.cancel_pending(now);
+                }
+                marked
+            }
+        };
+        #[cfg(feature = "tracing")]
+        if _marked > 0 {
+            crate::events::cancelled(self.tree.borrow().node(key).id, reason, _marked);
+        }
         // Release the borrow before waking: a waker may re-enter the runtime.
         wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Drops `key`'s future at its next poll (its subtree is cancelled): `abort()`, and the
+    /// watchdog's grace period.
+    pub(crate) fn abort(&self, key: Key) {
+        let waker = {
+            let mut tree = self.tree.borrow_mut();
+            let node = tree.node_mut(key);
+            if node.phase == Phase::Active {
+                node.phase = Phase::Aborting;
+            }
+            node.waker.clone()
+        };
+        self.cancel(key, CancelReason::Explicit);
+        // Wake it even if it was already cancelled (then `cancel` woke nobody).
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Removes a childless node and wakes whoever was waiting for it to go.
@@ -261,7 +345,12 @@ impl<F: Future> RootTask<'_, F> {
         let polled = {
             let _current = self.core.enter_node(self.key);
             crate::coop::reset_budget(self.core);
-            panic::catch_unwind(AssertUnwindSafe(|| self.future.as_mut().poll(&mut cx)))
+            #[cfg(feature = "tracing")]
+            let _span = crate::events::poll_span(self.core.tree.borrow().node(self.key).id);
+            let future = &mut self.future;
+            self.core.observe_poll(self.key, || {
+                panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+            })
         };
         match polled {
             Ok(Poll::Pending) => {}
@@ -291,6 +380,22 @@ impl Executor {
 
     /// An executor with a scheduling strategy, a seed, and optionally a trace.
     pub fn with_scheduling(unparker: Arc<dyn Unpark>, scheduling: Scheduling) -> Self {
+        Executor::with_options(
+            unparker,
+            Options {
+                scheduling,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// An executor with every option: scheduling, diagnostics and the report sink.
+    pub fn with_options(unparker: Arc<dyn Unpark>, options: Options) -> Self {
+        let Options {
+            scheduling,
+            diagnostics,
+            sink,
+        } = options;
         Executor {
             core: Rc::new(Core {
                 tree: RefCell::new(Tree::new()),
@@ -302,8 +407,16 @@ impl Executor {
                 budget: Cell::new(0),
                 unhandled: RefCell::new(Vec::new()),
                 mode: Cell::new(Mode::Running),
+                diag: Diag::new(diagnostics),
+                sink,
             }),
         }
+    }
+
+    /// A snapshot of the live tree (empty between `block_on` calls); with diagnostics on it
+    /// includes poll counts and times.
+    pub fn dump(&self) -> TreeDump {
+        self.core.dump()
     }
 
     /// Number of live tasks, shields and roots in the tree.
@@ -337,11 +450,7 @@ impl Executor {
         let _teardown = TeardownOnUnwind(&self.core);
         let core = &*self.core;
 
-        let root = core
-            .tree
-            .borrow_mut()
-            .insert(None, NodeKind::Root, location)
-            .key;
+        let root = core.insert(None, NodeKind::Root, location, None).key;
         core.root.set(root);
         let root_waker = Arc::new(RootWaker {
             queued: AtomicBool::new(true),
@@ -378,8 +487,9 @@ impl Executor {
             match request {
                 ParkRequest::Continue => {}
                 ParkRequest::CancelRoot(reason) => core.cancel(root, reason),
+                ParkRequest::Dump => report_message(Report::Dump(core.dump())),
                 ParkRequest::Deadlock => {
-                    let tree = core.tree.borrow().describe();
+                    let tree = core.dump();
                     panic!(
                         "treeloop deadlock: no task can make progress (nothing is runnable, \
                          no timer is pending, no I/O or other thread can wake a task), yet \
@@ -387,6 +497,8 @@ impl Executor {
                     );
                 }
             }
+            // 4. The watchdog, when a check is due (only while a cancellation is pending).
+            core.watch();
         }
         let outcome = root_task.outcome.take();
         // Only root wakes can be left over (every task has finished): drop them, so the next
@@ -418,7 +530,12 @@ impl Executor {
         let shared = &self.core.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
         let request = if shared.injector.is_empty() {
-            park.park(ParkMode::Wait)
+            // With a watchdog check pending, come back for it even if nothing happens.
+            let check = self.core.diag.as_ref().and_then(|diag| {
+                let due = diag.next_check()?;
+                Some(due.saturating_sub(diag.now()))
+            });
+            park.park(check.map_or(ParkMode::Wait, ParkMode::WaitAtMost))
         } else {
             ParkRequest::Continue
         };

@@ -28,7 +28,7 @@ use crate::context;
 use crate::coop;
 use crate::executor::Payload;
 use crate::task::Outcome;
-use crate::tree::{JoinInterest, NodeRef, Phase, TaskId};
+use crate::tree::{JoinInterest, NodeRef, TaskId};
 
 /// An owned permission to await a spawned task's outcome, and to cancel it.
 ///
@@ -90,21 +90,7 @@ impl<T> JoinHandle<T> {
     /// cancellation (R20). Its children are cancelled, not aborted; the handle then resolves
     /// to a [`JoinError`] with [`JoinError::is_aborted`] once they have finished.
     pub fn abort(&self) {
-        self.with_live_node(|core, key| {
-            let waker = {
-                let mut tree = core.tree.borrow_mut();
-                let node = tree.node_mut(key);
-                if node.phase == Phase::Active {
-                    node.phase = Phase::Aborting;
-                }
-                node.waker.clone()
-            };
-            core.cancel(key, CancelReason::Explicit);
-            // Wake it even if it was already cancelled (then `cancel` woke nobody).
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        });
+        self.with_live_node(|core, key| core.abort(key));
     }
 
     /// Runs `f` on the task's node if the task has not finished. A task that has not

@@ -36,10 +36,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
 mod cancel;
 mod checkpoint;
 mod context;
 pub mod coop;
+pub mod diag;
+#[cfg(feature = "tracing")]
+mod events;
 mod executor;
 mod join;
 mod or_cancel;
@@ -56,10 +60,12 @@ mod tree;
 use std::future::Future;
 use std::panic::Location;
 
+pub use builder::Builder as TaskBuilder;
 pub use cancel::{CancelReason, Cancelled};
 pub use checkpoint::{Checkpoint, WaitCancelled, cancelled, cancelled_here, checkpoint, yield_now};
 pub use context::in_runtime;
-pub use executor::{Executor, Payload, Scheduling, Tick};
+pub use diag::TreeDump;
+pub use executor::{Executor, Options, Payload, Scheduling, Tick};
 pub use join::{JoinError, JoinHandle, panic_message};
 pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
@@ -85,7 +91,7 @@ where
 {
     let location = Location::caller();
     context::expect_core("spawn", |core| {
-        task::spawn_in(core, core.current.get(), future, location)
+        task::spawn_in(core, core.current.get(), future, location, None)
     })
 }
 
@@ -101,6 +107,17 @@ pub fn shutdown() {
     context::expect_core("shutdown", |core| {
         core.cancel(core.root.get(), CancelReason::Shutdown)
     });
+}
+
+/// A snapshot of the running tree: every task, region and shield with its id, name, spawn
+/// location, state, parent and children (poll counts and times too, with diagnostics on).
+/// Its `Display` prints an indented tree. Iterative: any depth (R21).
+///
+/// # Panics
+///
+/// Outside a treeloop runtime (outside, use `Runtime::dump`).
+pub fn dump() -> TreeDump {
+    context::expect_core("dump", |core| core.dump())
 }
 
 /// Runs `future` to completion on this thread with a [`ThreadPark`]: tasks, the tree and

@@ -13,6 +13,9 @@ pub enum ParkMode {
     /// Nothing is runnable: block until an event, a timer deadline, or an unpark. With
     /// virtual time, jump the clock to the next deadline instead of sleeping.
     Wait,
+    /// Like `Wait`, but return after at most this long even if nothing happens: the
+    /// diagnostics' watchdog has a check due (a deadline of its own, not a timer's).
+    WaitAtMost(std::time::Duration),
 }
 
 /// What the outside world asked of the runtime while the loop was parked.
@@ -26,6 +29,8 @@ pub enum ParkRequest {
     /// Nothing can ever wake a task again (deterministic mode's deadlock check): the
     /// executor reports the stuck tree instead of blocking forever.
     Deadlock,
+    /// Report a dump of the tree (the dump signal, SIGUSR1, arrived).
+    Dump,
 }
 
 /// The thing the loop blocks in when no task is runnable.
@@ -69,9 +74,11 @@ impl Default for ThreadPark {
 
 impl Park for ThreadPark {
     fn park(&mut self, mode: ParkMode) -> ParkRequest {
-        if mode == ParkMode::Wait {
-            // A spurious return is fine: the loop looks for work and parks again.
-            std::thread::park();
+        // A spurious return is fine: the loop looks for work and parks again.
+        match mode {
+            ParkMode::NoWait => {}
+            ParkMode::Wait => std::thread::park(),
+            ParkMode::WaitAtMost(timeout) => std::thread::park_timeout(timeout),
         }
         ParkRequest::Continue
     }

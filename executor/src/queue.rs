@@ -79,6 +79,11 @@ impl RunQueue {
         }
     }
 
+    /// The jobs waiting, in no particular order (for dumps).
+    pub(crate) fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.ready.iter()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.ready.is_empty()
     }

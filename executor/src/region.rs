@@ -44,6 +44,8 @@ pub enum RegionKind {
 pub struct Region {
     /// The region's node.
     node: NodeRef,
+    /// Whether it is a shield.
+    shield: bool,
 }
 
 impl Region {
@@ -60,14 +62,15 @@ impl Region {
     /// Like [`open`](Self::open), recording `location` as where it was opened.
     #[track_caller]
     pub fn open_at(kind: RegionKind, location: &'static Location<'static>) -> Region {
+        let shield = kind == RegionKind::Shield;
         let kind = match kind {
             RegionKind::Cancel => NodeKind::Region,
             RegionKind::Shield => NodeKind::Shield,
         };
         context::expect_core("opening a shield, scope or timeout", |core| {
             let parent = core.current.get();
-            let node = core.tree.borrow_mut().insert(Some(parent), kind, location);
-            Region { node }
+            let node = core.insert(Some(parent), kind, location, None);
+            Region { node, shield }
         })
     }
 
@@ -81,6 +84,10 @@ impl Region {
     pub fn enter<R>(&self, waker: &Waker, f: impl FnOnce() -> R) -> R {
         let core = self.core();
         self.set_waker_in(&core, waker);
+        if self.shield {
+            // Shielded cleanup running counts as progress for the watchdog.
+            core.note_progress();
+        }
         let _current = core.enter_node(self.node.key);
         f()
     }
@@ -173,7 +180,20 @@ impl RegionHandle {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let location = Location::caller();
+        self.spawn_named(future, None, Location::caller())
+    }
+
+    /// [`spawn`](Self::spawn) with a name and the caller's location.
+    pub(crate) fn spawn_named<F>(
+        &self,
+        future: F,
+        name: Option<Box<str>>,
+        location: &'static Location<'static>,
+    ) -> Result<JoinHandle<F::Output>, SpawnRefused>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
         let node = self.node;
         context::with_core(|core| {
             let open = {
@@ -182,7 +202,7 @@ impl RegionHandle {
                     .filter(|&key| tree.node(key).phase == Phase::Active)
             };
             match open {
-                Some(key) => Ok(crate::task::spawn_in(core, key, future, location)),
+                Some(key) => Ok(crate::task::spawn_in(core, key, future, location, name)),
                 None => Err(SpawnRefused::Closed),
             }
         })

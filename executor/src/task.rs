@@ -75,16 +75,21 @@ pub(crate) fn spawn_in<F>(
     parent: Key,
     future: F,
     location: &'static Location<'static>,
+    name: Option<Box<str>>,
 ) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let node = core
-        .tree
-        .borrow_mut()
-        .insert(Some(parent), NodeKind::Task, location);
+    let node = core.insert(Some(parent), NodeKind::Task, location, name);
     let parent_ref = core.tree.borrow().node_ref(parent);
+    #[cfg(feature = "tracing")]
+    crate::events::spawned(
+        node.id,
+        core.tree.borrow().name(node.key),
+        parent_ref.id,
+        location,
+    );
     let shared = core.shared.clone();
     let wrapped = TaskFuture {
         key: node.key,
@@ -119,7 +124,12 @@ impl<F: Future> Future for TaskFuture<F> {
                     } else {
                         let _current = core.enter_node(key);
                         coop::reset_budget(&core);
-                        match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        #[cfg(feature = "tracing")]
+                        let _span = crate::events::poll_span(core.tree.borrow().node(key).id);
+                        let polled = core.observe_poll(key, || {
+                            panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+                        });
+                        match polled {
                             Ok(Poll::Pending) => return Poll::Pending,
                             Ok(Poll::Ready(value)) => Outcome::Returned(value),
                             Err(payload) => Outcome::Panicked(payload),
@@ -164,6 +174,15 @@ impl<F: Future> Future for TaskFuture<F> {
                     }
                     // The handle may have been dropped while the children finished.
                     let outcome = route_unobserved_panic(&core, key, outcome);
+                    #[cfg(feature = "tracing")]
+                    crate::events::completed(
+                        core.tree.borrow().node(key).id,
+                        match &outcome {
+                            Outcome::Returned(_) => "returned",
+                            Outcome::Panicked(_) | Outcome::Reported => "panicked",
+                            Outcome::Aborted => "aborted",
+                        },
+                    );
                     core.finish(key);
                     return Poll::Ready(outcome);
                 }

@@ -22,6 +22,7 @@
 //! are reused, handles that outlive a node carry a [`NodeRef`] (key plus a never reused id)
 //! and check it with [`Tree::resolve`].
 
+use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
@@ -134,6 +135,9 @@ pub(crate) struct Tree {
     nodes: Slab<Node>,
     /// The id the next node gets.
     next_id: u64,
+    /// The names given with `task::Builder::name`. Beside the nodes rather than in them, so
+    /// a node stays 56 bytes and an unnamed task pays nothing.
+    names: HashMap<Key, Box<str>>,
 }
 
 /// Where the next runtime's block of ids starts. Each runtime takes 2^40 ids, so a
@@ -145,6 +149,7 @@ impl Tree {
         Tree {
             nodes: Slab::new(),
             next_id: NEXT_ID_BLOCK.fetch_add(1 << 40, Ordering::Relaxed),
+            names: HashMap::new(),
         }
     }
 
@@ -195,6 +200,19 @@ impl Tree {
         NodeRef { key, id }
     }
 
+    /// Names the node at `key`.
+    pub(crate) fn set_name(&mut self, key: Key, name: Box<str>) {
+        self.names.insert(key, name);
+    }
+
+    /// The name of the node at `key`, if it was given one.
+    pub(crate) fn name(&self, key: Key) -> Option<&str> {
+        if self.names.is_empty() {
+            return None;
+        }
+        self.names.get(&key).map(|name| &**name)
+    }
+
     pub(crate) fn node(&self, key: Key) -> &Node {
         &self.nodes[key as usize]
     }
@@ -237,8 +255,8 @@ impl Tree {
     }
 
     /// Marks `start` and its subtree cancelled, stopping at shields and at nodes already
-    /// marked (whose subtrees are marked by the invariant), and pushes the waker of every
-    /// newly marked node. Returns how many nodes it marked.
+    /// marked (whose subtrees are marked by the invariant), and hands every newly marked
+    /// node to `on_mark` (which wakes it). Returns how many nodes it marked.
     ///
     /// The walk is a pre-order traversal threaded through the parent links: down to the
     /// first child, else across to the next sibling, else up until a sibling exists. No
@@ -247,12 +265,12 @@ impl Tree {
         &mut self,
         start: Key,
         reason: CancelReason,
-        wake: &mut Vec<Waker>,
+        mut on_mark: impl FnMut(Key, &Node),
     ) -> usize {
         if self.nodes[start as usize].cancel.is_some() {
             return 0;
         }
-        self.mark(start, reason, wake);
+        self.mark(start, reason, &mut on_mark);
         let mut marked = 1;
         let mut cur = start;
         let mut descend = true;
@@ -261,19 +279,17 @@ impl Tree {
             let node = &self.nodes[cur as usize];
             descend = node.kind != NodeKind::Shield && node.cancel.is_none();
             if descend {
-                self.mark(cur, reason, wake);
+                self.mark(cur, reason, &mut on_mark);
                 marked += 1;
             }
         }
         marked
     }
 
-    fn mark(&mut self, key: Key, reason: CancelReason, wake: &mut Vec<Waker>) {
+    fn mark(&mut self, key: Key, reason: CancelReason, on_mark: &mut impl FnMut(Key, &Node)) {
         let node = &mut self.nodes[key as usize];
         node.cancel = Some(reason);
-        if let Some(waker) = &node.waker {
-            wake.push(waker.clone());
-        }
+        on_mark(key, node);
     }
 
     /// The node after `cur` in a pre-order walk of the subtree rooted at `top`, skipping
@@ -305,6 +321,9 @@ impl Tree {
                 "a node finished before its children"
             );
             let node = self.nodes.remove(key as usize);
+            if !self.names.is_empty() {
+                self.names.remove(&key);
+            }
             let parent = node.parent;
             if node.prev != NIL {
                 self.nodes[node.prev as usize].next = node.next;
@@ -337,43 +356,56 @@ impl Tree {
         }
     }
 
-    /// An indented listing of the live tree (iterative, any depth): each node's number,
-    /// kind, phase, cancellation and where it was spawned. For deadlock reports.
-    pub(crate) fn describe(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let roots = self
-            .nodes
+    /// The nodes without a parent: the root of each running `block_on`.
+    pub(crate) fn roots(&self) -> Vec<Key> {
+        self.nodes
             .iter()
-            .filter(|(_, n)| n.parent == NIL)
-            .map(|(k, _)| k as Key);
-        for root in roots {
-            // (node, depth) pairs, children pushed youngest first so the oldest prints first.
-            let mut stack = vec![(root, 0usize)];
-            while let Some((key, depth)) = stack.pop() {
-                let node = &self.nodes[key as usize];
-                let cancel = node
-                    .cancel
-                    .map(|reason| format!(", cancelled ({reason:?})"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{:indent$}{} {:?} {:?}{cancel}, spawned at {}",
-                    "",
-                    node.id,
-                    node.kind,
-                    node.phase,
-                    node.location,
-                    indent = depth * 2
-                );
-                let mut child = node.last_child;
-                while child != NIL {
-                    stack.push((child, depth + 1));
-                    child = self.nodes[child as usize].prev;
+            .filter(|(_, node)| node.parent == NIL)
+            .map(|(key, _)| key as Key)
+            .collect()
+    }
+
+    /// Visits `top` and its subtree in pre-order (parents first, siblings oldest first),
+    /// with each node's depth below `top`. Threaded through the links like [`Tree::cancel`]:
+    /// no stack, no recursion, any depth (R21).
+    pub(crate) fn walk(&self, top: Key, mut visit: impl FnMut(Key, &Node, usize)) {
+        let mut cur = top;
+        let mut depth = 0;
+        loop {
+            let node = &self.nodes[cur as usize];
+            visit(cur, node, depth);
+            if node.first_child != NIL {
+                cur = node.first_child;
+                depth += 1;
+                continue;
+            }
+            // Up until a younger sibling exists.
+            let mut at = cur;
+            loop {
+                if at == top {
+                    return;
                 }
+                let node = &self.nodes[at as usize];
+                if node.next != NIL {
+                    cur = node.next;
+                    break;
+                }
+                at = node.parent;
+                depth -= 1;
             }
         }
-        out
+    }
+
+    /// The task (or root) whose body opened the region `key`: the nearest ancestor that
+    /// has a future.
+    pub(crate) fn owner(&self, key: Key) -> Option<Key> {
+        let mut at = self.parent(key)?;
+        loop {
+            match self.nodes[at as usize].kind {
+                NodeKind::Task | NodeKind::Root => return Some(at),
+                NodeKind::Region | NodeKind::Shield => at = self.parent(at)?,
+            }
+        }
     }
 
     /// Every live task's waker, for teardown.
@@ -388,6 +420,7 @@ impl Tree {
     /// Forgets every node (teardown, after every task future was dropped).
     pub(crate) fn clear(&mut self) {
         self.nodes.clear();
+        self.names.clear();
     }
 }
 
@@ -408,15 +441,15 @@ mod tests {
         let under_shield = tree.insert(Some(shield), NodeKind::Task, here()).key;
         let b = tree.insert(Some(a), NodeKind::Task, here()).key;
         let sibling = tree.insert(Some(root), NodeKind::Task, here()).key;
-        let mut wake = Vec::new();
-        assert_eq!(tree.cancel(a, CancelReason::Explicit, &mut wake), 2);
+        let wake = |_: Key, _: &Node| {};
+        assert_eq!(tree.cancel(a, CancelReason::Explicit, wake), 2);
         assert!(tree.node(a).cancel.is_some());
         assert!(tree.node(b).cancel.is_some());
         assert!(tree.node(shield).cancel.is_none());
         assert!(tree.node(under_shield).cancel.is_none());
         assert!(tree.node(sibling).cancel.is_none());
         assert!(tree.node(root).cancel.is_none());
-        assert_eq!(tree.cancel(a, CancelReason::Deadline, &mut wake), 0);
+        assert_eq!(tree.cancel(a, CancelReason::Deadline, wake), 0);
         assert_eq!(tree.node(b).cancel, Some(CancelReason::Explicit));
         // New children inherit the mark, except shields.
         let late = tree.insert(Some(a), NodeKind::Task, here()).key;

@@ -132,6 +132,11 @@ impl Clock {
         self.mode
     }
 
+    /// Time since the runtime was built, by this clock.
+    pub(crate) fn since_start(&self) -> Duration {
+        self.now().0.saturating_duration_since(self.start)
+    }
+
     pub(crate) fn now(&self) -> Instant {
         match self.mode {
             ClockMode::Real => Instant(std::time::Instant::now()),

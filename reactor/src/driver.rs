@@ -27,8 +27,9 @@ use treeloop_executor::{CancelReason, Park, ParkMode, ParkRequest, Unpark};
 
 use crate::clock::{Clock, ClockMode, Instant};
 use crate::io::slots::Slots;
-use crate::signal::{self, SIGNAL_TOKEN, SignalPipe};
+use crate::signal::{self, DUMP_TOKEN, SIGNAL_TOKEN, SignalPipe};
 use crate::timers::{Timers, Turn};
+use signal_hook::consts::{SIGINT, SIGUSR1};
 
 /// The token of the cross-thread `mio::Waker`.
 const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -97,6 +98,8 @@ pub struct ReactorOptions {
     pub deterministic: bool,
     /// Allow real sockets even in deterministic mode (the run is then not reproducible).
     pub allow_real_io: bool,
+    /// SIGUSR1 asks for a dump of the task tree ([`ParkRequest::Dump`]).
+    pub dump_on_signal: bool,
 }
 
 impl Default for ReactorOptions {
@@ -106,6 +109,7 @@ impl Default for ReactorOptions {
             ctrl_c: CtrlCPolicy::Ignore,
             deterministic: false,
             allow_real_io: false,
+            dump_on_signal: false,
         }
     }
 }
@@ -136,6 +140,10 @@ pub struct Reactor {
     ctrl_c: CtrlCPolicy,
     /// Deterministic mode: report deadlocks instead of blocking forever.
     deterministic: bool,
+    /// The SIGUSR1 self-pipe, with `dump_on_signal`.
+    dump_signal: Option<SignalPipe>,
+    /// A dump was asked for but the last park had a root cancel to report first.
+    dump_pending: bool,
 }
 
 /// What Ctrl-C does to the runtime.
@@ -155,6 +163,7 @@ impl Reactor {
             ctrl_c,
             deterministic,
             allow_real_io,
+            dump_on_signal,
         } = options;
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
@@ -184,13 +193,27 @@ impl Reactor {
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
             ctrl_c,
+            dump_signal: None,
+            dump_pending: false,
         };
+        let mut reactor = reactor;
         if ctrl_c == CtrlCPolicy::CancelRoot {
             signal::arm_second_ctrl_c_exit()?;
-            let pipe = SignalPipe::install(&reactor.core.registry)?;
+            let pipe = SignalPipe::install(&reactor.core.registry, SIGINT, SIGNAL_TOKEN)?;
             *reactor.core.signal.borrow_mut() = Some(pipe);
         }
+        if dump_on_signal {
+            let pipe = SignalPipe::install(&reactor.core.registry, SIGUSR1, DUMP_TOKEN)?;
+            reactor.dump_signal = Some(pipe);
+        }
         Ok(reactor)
+    }
+
+    /// The runtime's clock as time since the reactor was built (virtual when paused): what
+    /// the executor's diagnostics measure with.
+    pub fn clock_source(&self) -> Rc<dyn Fn() -> Duration> {
+        let core = self.core.clone();
+        Rc::new(move || core.clock.since_start())
     }
 
     /// The handle other threads use to interrupt a blocking park.
@@ -209,7 +232,7 @@ impl Reactor {
     pub fn turn(&mut self, mode: ParkMode) -> io::Result<Turn> {
         let clock = &self.core.clock;
         let io_sources = self.core.io.borrow().len();
-        let watching_signals = self.core.signal.borrow().is_some();
+        let watching_signals = self.core.signal.borrow().is_some() || self.dump_signal.is_some();
         // Deterministic mode: with nothing runnable, no timer, no socket, no signal and no
         // blocking call in flight, nothing can ever wake a task again.
         if mode == ParkMode::Wait
@@ -224,10 +247,18 @@ impl Reactor {
                 ..Turn::default()
             });
         }
-        let next = self.core.timers.borrow_mut().next_deadline();
+        // The executor's own deadline (the watchdog's next check) acts like a timer's.
+        let (mode, limit) = match mode {
+            ParkMode::WaitAtMost(most) => (ParkMode::Wait, Some(clock.now().saturating_add(most))),
+            mode => (mode, None),
+        };
+        let next = match (self.core.timers.borrow_mut().next_deadline(), limit) {
+            (Some(timer), Some(limit)) => Some(timer.min(limit)),
+            (timer, limit) => timer.or(limit),
+        };
         // 1. How long may we block?
         let timeout = match (mode, next) {
-            (ParkMode::NoWait, _) => Some(Duration::ZERO),
+            (ParkMode::NoWait | ParkMode::WaitAtMost(_), _) => Some(Duration::ZERO),
             (ParkMode::Wait, None) => None,
             (ParkMode::Wait, Some(deadline)) => {
                 if clock.mode() == ClockMode::Paused && io_sources == 0 {
@@ -244,6 +275,7 @@ impl Reactor {
         //    cross-thread waker, which the executor checks on its own: skip the syscall.
         let mut io_events = 0;
         let mut signals = 0;
+        let mut dumps = 0;
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -257,6 +289,11 @@ impl Reactor {
                     SIGNAL_TOKEN => {
                         if let Some(pipe) = self.core.signal.borrow_mut().as_mut() {
                             signals += pipe.drain(&mut self.wake);
+                        }
+                    }
+                    DUMP_TOKEN => {
+                        if let Some(pipe) = self.dump_signal.as_mut() {
+                            dumps += pipe.drain(&mut self.wake);
                         }
                     }
                     _ => {
@@ -281,6 +318,7 @@ impl Reactor {
             .expire(clock.now(), &mut self.wake);
         turn.io_events = io_events;
         turn.signals = signals;
+        turn.dumps = dumps;
         // 4. Release every borrow before waking: a waker may re-enter the runtime.
         self.wake.drain(..).for_each(Waker::wake);
         Ok(turn)
@@ -289,13 +327,20 @@ impl Reactor {
 
 impl Park for Reactor {
     fn park(&mut self, mode: ParkMode) -> ParkRequest {
-        match self.turn(mode) {
-            Ok(turn) if turn.stalled => ParkRequest::Deadlock,
-            Ok(turn) if turn.signals > 0 && self.ctrl_c == CtrlCPolicy::CancelRoot => {
-                ParkRequest::CancelRoot(CancelReason::Shutdown)
-            }
-            Ok(_) => ParkRequest::Continue,
+        let turn = match self.turn(mode) {
+            Ok(turn) => turn,
             Err(err) => panic!("treeloop's reactor failed to poll for events: {err}"),
+        };
+        self.dump_pending |= turn.dumps > 0;
+        if turn.stalled {
+            ParkRequest::Deadlock
+        } else if turn.signals > 0 && self.ctrl_c == CtrlCPolicy::CancelRoot {
+            // A dump asked for in the same turn is reported at the next park.
+            ParkRequest::CancelRoot(CancelReason::Shutdown)
+        } else if std::mem::take(&mut self.dump_pending) {
+            ParkRequest::Dump
+        } else {
+            ParkRequest::Continue
         }
     }
 }

@@ -31,7 +31,11 @@ use crate::driver::{ReactorCore, expect_reactor};
 /// The token of the SIGINT pipe.
 pub(crate) const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 
-/// The read end of the SIGINT self-pipe, and what arrived through it.
+/// The token of the dump signal's (SIGUSR1) pipe.
+pub(crate) const DUMP_TOKEN: Token = Token(usize::MAX - 2);
+
+/// The read end of a signal's self-pipe (SIGINT, or the dump signal), and what arrived
+/// through it.
 pub(crate) struct SignalPipe {
     /// Read end, registered with the reactor.
     read: mio::net::UnixStream,
@@ -44,13 +48,17 @@ pub(crate) struct SignalPipe {
 }
 
 impl SignalPipe {
-    /// Starts watching SIGINT.
-    pub(crate) fn install(registry: &mio::Registry) -> io::Result<SignalPipe> {
+    /// Starts watching `signal`, reported under `token`.
+    pub(crate) fn install(
+        registry: &mio::Registry,
+        signal: std::ffi::c_int,
+        token: Token,
+    ) -> io::Result<SignalPipe> {
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
         let mut read = mio::net::UnixStream::from_std(read);
-        registry.register(&mut read, SIGNAL_TOKEN, Interest::READABLE)?;
-        let id = signal_hook::low_level::pipe::register(SIGINT, write)?;
+        registry.register(&mut read, token, Interest::READABLE)?;
+        let id = signal_hook::low_level::pipe::register(signal, write)?;
         Ok(SignalPipe {
             read,
             id,
@@ -145,7 +153,11 @@ impl Future for CtrlC {
 fn signal_count(reactor: &ReactorCore) -> io::Result<u64> {
     let mut signal = reactor.signal.borrow_mut();
     if signal.is_none() {
-        *signal = Some(SignalPipe::install(&reactor.registry)?);
+        *signal = Some(SignalPipe::install(
+            &reactor.registry,
+            SIGINT,
+            SIGNAL_TOKEN,
+        )?);
     }
     Ok(signal.as_ref().map_or(0, |pipe| pipe.count.get()))
 }

@@ -48,6 +48,8 @@ pub struct Turn {
     pub io_events: usize,
     /// SIGINTs received.
     pub signals: u64,
+    /// Dump signals (SIGUSR1) received, with `dump_on_signal`.
+    pub dumps: u64,
     /// Deterministic mode found that nothing can ever wake a task (a deadlock).
     pub stalled: bool,
 }

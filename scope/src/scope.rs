@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use treeloop_executor::{CancelReason, Region, RegionKind};
+use treeloop_executor::{CancelReason, Region, RegionKind, TaskBuilder};
 
 use crate::error::{Cancellation, ScopeError};
 use crate::member::{Member, ScopedJoinHandle, SpawnError};
@@ -57,6 +57,25 @@ impl<E: Cancellation + 'static> Scope<E> {
     {
         let member = Member::new(future, self.state.clone());
         let handle = self.state.region.spawn(member)?;
+        Ok(ScopedJoinHandle::new(handle))
+    }
+
+    /// [`spawn`](Self::spawn) with a name, shown in dumps, watchdog reports and slow-poll
+    /// warnings.
+    #[track_caller]
+    pub fn spawn_named<F, R>(
+        &self,
+        name: impl Into<String>,
+        future: F,
+    ) -> Result<ScopedJoinHandle<R>, SpawnError>
+    where
+        F: Future<Output = Result<R, E>> + 'static,
+        R: 'static,
+    {
+        let member = Member::new(future, self.state.clone());
+        let handle = TaskBuilder::new()
+            .name(name)
+            .spawn_in(&self.state.region, member)?;
         Ok(ScopedJoinHandle::new(handle))
     }
 

@@ -1,0 +1,253 @@
+//! Seeing inside a running tree (SPEC §6): per-task statistics, the tree dump, the slow-poll
+//! warning and the stuck-cancellation watchdog.
+//!
+//! # Ground rules
+//!
+//! - **Off, it costs nothing.** The core holds `Option<Diag>`; with diagnostics off it is
+//!   `None` and every hook on the hot path is one branch on it. Nothing is added to a tree
+//!   node either: statistics live beside the tree, in a `Vec` indexed by slab key.
+//! - **On, the hooks only record.** A poll reads the clock before and after (the slow-poll
+//!   check and "time since last poll"); a cancel stamps the nodes it marks; an await point
+//!   that reports `Cancelled`, and a shield being entered, stamp "progress" on the task
+//!   being polled. The watchdog reads these stamps later, at most once per check period.
+//! - **Time is the runtime's clock**, handed in as a closure returning the time since the
+//!   runtime started: virtual under `start_paused`, so the watchdog and slow-poll warnings
+//!   are exact and replayable in tests. Under virtual time a poll is "slow" only if the clock
+//!   is advanced inside it.
+//! - **Reports leave through the sink** ([`crate::report`]), never while a borrow of the
+//!   core is held.
+
+mod dump;
+mod watchdog;
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use dump::{DumpEntry, EntryKind, TaskState, TreeDump};
+pub use watchdog::{SlowPoll, StallCause, StallReport, StuckTask};
+
+use crate::executor::Core;
+use crate::report::{Report, report_message};
+use crate::tree::Key;
+
+/// The runtime's clock as the diagnostics see it: time since the runtime started.
+pub type Clock = Rc<dyn Fn() -> Duration>;
+
+/// Which diagnostics an executor keeps. The default keeps none and costs nothing.
+#[derive(Clone, Default)]
+pub struct Diagnostics {
+    /// The clock; the system clock since the executor was built when `None`.
+    pub clock: Option<Clock>,
+    /// Keep poll counts and poll times per task for [`TreeDump`] (implied by the options
+    /// below).
+    pub stats: bool,
+    /// Report every single poll that takes at least this long ([`Report::SlowPoll`]).
+    pub slow_poll: Option<Duration>,
+    /// Report tasks of a cancelled subtree that make no progress for this long
+    /// ([`Report::Stall`]).
+    pub watchdog: Option<Duration>,
+    /// After the watchdog reported a task, abort it if it is still stuck this much later
+    /// ([`Report::Aborted`]). Only with `watchdog`.
+    pub grace: Option<Duration>,
+}
+
+impl fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Diagnostics")
+            .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .field("stats", &self.stats)
+            .field("slow_poll", &self.slow_poll)
+            .field("watchdog", &self.watchdog)
+            .field("grace", &self.grace)
+            .finish()
+    }
+}
+
+/// What the diagnostics record about one node; reset when its slab key is reused.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NodeStats {
+    /// Polls of the task's future (or the root's).
+    pub(crate) polls: u64,
+    /// When its last poll ended.
+    pub(crate) last_poll: Option<Duration>,
+    /// When the cancellation mark reached it.
+    pub(crate) cancelled_at: Option<Duration>,
+    /// The last poll in which it saw its cancellation at an await point, or ran shielded.
+    pub(crate) progress: Option<Duration>,
+    /// When the watchdog last reported it stuck.
+    pub(crate) reported: Option<Duration>,
+}
+
+/// The diagnostics state of one executor (present only when some diagnostic is on).
+pub(crate) struct Diag {
+    /// The runtime's clock.
+    clock: Clock,
+    /// The slow-poll threshold.
+    slow_poll: Option<Duration>,
+    /// The watchdog's threshold.
+    watchdog: Option<Duration>,
+    /// The watchdog's grace period before an abort.
+    grace: Option<Duration>,
+    /// Statistics by slab key.
+    stats: RefCell<Vec<NodeStats>>,
+    /// The task (or root) being polled; `Key::MAX` between polls.
+    polling: Cell<Key>,
+    /// When the watchdog next looks at the tree; `None` while no cancellation is pending.
+    next_check: Cell<Option<Duration>>,
+}
+
+impl Diag {
+    /// The state for `config`, or `None` when it asks for nothing.
+    pub(crate) fn new(config: Diagnostics) -> Option<Diag> {
+        let wanted = config.stats || config.slow_poll.is_some() || config.watchdog.is_some();
+        if !wanted {
+            return None;
+        }
+        let clock = config.clock.unwrap_or_else(|| {
+            let start = std::time::Instant::now();
+            Rc::new(move || start.elapsed())
+        });
+        Some(Diag {
+            clock,
+            slow_poll: config.slow_poll,
+            watchdog: config.watchdog,
+            grace: config.grace.filter(|_| config.watchdog.is_some()),
+            stats: RefCell::new(Vec::new()),
+            polling: Cell::new(Key::MAX),
+            next_check: Cell::new(None),
+        })
+    }
+
+    /// The runtime's clock.
+    pub(crate) fn now(&self) -> Duration {
+        (self.clock)()
+    }
+
+    /// The statistics of `key`.
+    pub(crate) fn stats(&self, key: Key) -> NodeStats {
+        self.stats
+            .borrow()
+            .get(key as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Updates the statistics of `key`, growing the table as needed.
+    fn update(&self, key: Key, f: impl FnOnce(&mut NodeStats)) {
+        let mut stats = self.stats.borrow_mut();
+        let index = key as usize;
+        if stats.len() <= index {
+            stats.resize(index + 1, NodeStats::default());
+        }
+        f(&mut stats[index]);
+    }
+
+    /// A node was inserted at `key` (a reused key starts afresh); `cancelled` if it
+    /// inherited a cancellation mark.
+    pub(crate) fn inserted(&self, key: Key, cancelled: bool) {
+        let now = cancelled.then(|| self.now());
+        self.update(key, |stats| {
+            *stats = NodeStats {
+                cancelled_at: now,
+                ..NodeStats::default()
+            }
+        });
+        if let Some(now) = now {
+            self.cancel_pending(now);
+        }
+    }
+
+    /// A cancel walk marked `key` at `now`.
+    pub(crate) fn marked(&self, key: Key, now: Duration) {
+        self.update(key, |stats| stats.cancelled_at = Some(now));
+    }
+
+    /// Some cancellation is pending from `now`: make sure the watchdog looks in time.
+    pub(crate) fn cancel_pending(&self, now: Duration) {
+        if let Some(threshold) = self.watchdog {
+            let due = now.saturating_add(threshold);
+            if self.next_check.get().is_none_or(|next| due < next) {
+                self.next_check.set(Some(due));
+            }
+        }
+    }
+
+    /// The task being polled saw its cancellation at an await point, or entered a shield:
+    /// it is getting on with its cleanup.
+    pub(crate) fn progress(&self) {
+        let key = self.polling.get();
+        if key != Key::MAX {
+            let now = self.now();
+            self.update(key, |stats| stats.progress = Some(now));
+        }
+    }
+
+    /// When the watchdog wants the loop back, if a cancellation is pending.
+    pub(crate) fn next_check(&self) -> Option<Duration> {
+        self.next_check.get()
+    }
+}
+
+impl Core {
+    /// Runs `poll` (one poll of the task or root at `key`) with the diagnostics'
+    /// bookkeeping around it when they are on: the poll count, the time of the poll, and the
+    /// slow-poll warning.
+    #[inline]
+    pub(crate) fn observe_poll<R>(&self, key: Key, poll: impl FnOnce() -> R) -> R {
+        let Some(diag) = &self.diag else {
+            return poll();
+        };
+        let started = diag.now();
+        diag.polling.set(key);
+        let result = poll();
+        diag.polling.set(Key::MAX);
+        let ended = diag.now();
+        diag.update(key, |stats| {
+            stats.polls += 1;
+            stats.last_poll = Some(ended);
+        });
+        let took = ended.saturating_sub(started);
+        if diag.slow_poll.is_some_and(|threshold| took >= threshold) {
+            let slow = {
+                let tree = self.tree.borrow();
+                tree.get(key).map(|node| SlowPoll {
+                    id: node.id,
+                    name: tree.name(key).map(str::to_owned),
+                    location: node.location,
+                    took,
+                })
+            };
+            if let Some(slow) = slow {
+                report_message(Report::SlowPoll(slow));
+            }
+        }
+        result
+    }
+
+    /// Stamps progress on the task being polled (see [`Diag::progress`]).
+    #[inline]
+    pub(crate) fn note_progress(&self) {
+        if let Some(diag) = &self.diag {
+            diag.progress();
+        }
+    }
+
+    /// Runs the watchdog if its check is due; see [`watchdog`].
+    pub(crate) fn watch(&self) {
+        let Some(diag) = &self.diag else { return };
+        let Some(due) = diag.next_check.get() else {
+            return;
+        };
+        let now = diag.now();
+        if now >= due {
+            watchdog::check(self, diag, now);
+        }
+    }
+
+    /// A dump of the live tree, with the watchdog's verdicts when it has any.
+    pub(crate) fn dump(&self) -> TreeDump {
+        dump::take(self, &Default::default())
+    }
+}

@@ -393,3 +393,66 @@ fn ctrl_c_in_a_cancelled_region_fails_with_cancelled_without_a_signal() {
         );
     });
 }
+
+#[test]
+fn child_dumps_its_tree_on_sigusr1() {
+    if !is_child() {
+        return;
+    }
+    let runtime = Builder::new()
+        .shutdown_on_ctrl_c(true)
+        .dump_on_signal(true)
+        .report_sink(|report| {
+            if let treeloop::diag::Report::Dump(dump) = report {
+                let entry = dump.named("dump me").next().expect("the named task");
+                say(format!(
+                    "dump: {} nodes, \"dump me\" is {} under {:?}",
+                    dump.len(),
+                    entry.state,
+                    entry.parent.and_then(|p| dump.get(p)).map(|p| p.kind)
+                ));
+            }
+        })
+        .build()
+        .unwrap();
+    let waiting = Rc::new(Cell::new(0));
+    runtime.block_on(async {
+        let named = treeloop::task::Builder::new().name("dump me").spawn({
+            let waiting = waiting.clone();
+            async move {
+                waiting.set(1);
+                cancelled().await
+            }
+        });
+        until_waiting(&waiting, 1).await;
+        say("ready");
+        let why = cancelled().await;
+        say(format!("root saw Cancelled({:?})", why.reason()));
+        drop(named);
+    });
+    say("done");
+}
+
+#[test]
+fn sigusr1_reports_a_dump_of_the_live_tree_and_the_program_carries_on() {
+    let mut child = Child::start("child_dumps_its_tree_on_sigusr1");
+    child.wait_for("ready");
+    let status = Command::new("kill")
+        .args(["-USR1", &child.process.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    child.wait_for("dump: 2 nodes, \"dump me\" is waiting under Some(Root)");
+    child.interrupt();
+    let (status, said, stderr) = child.finish();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert_eq!(
+        said,
+        [
+            "ready",
+            "dump: 2 nodes, \"dump me\" is waiting under Some(Root)",
+            "root saw Cancelled(Shutdown)",
+            "done"
+        ]
+    );
+}

@@ -339,7 +339,11 @@ fn panics_nobody_can_take_go_to_the_report_sink() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(async {
             drop(spawn(async { panic!("first") }));
-            drop(spawn(async { panic!("second") }));
+            drop(
+                task::Builder::new()
+                    .name("second one")
+                    .spawn(async { panic!("second") }),
+            );
         })
     }));
     let payload = result.unwrap_err();
@@ -352,4 +356,32 @@ fn panics_nobody_can_take_go_to_the_report_sink() {
         text.contains("panicked too") && text.ends_with("second"),
         "{text}"
     );
+}
+
+#[test]
+fn join_errors_say_where_the_failed_task_was_spawned() {
+    let rt = paused();
+    rt.block_on(async {
+        let line = line!() + 1;
+        let panicked = spawn(async { panic!("boom") });
+        let aborted = spawn(std::future::pending::<()>());
+        aborted.abort();
+        let err = panicked.await.unwrap_err();
+        assert_eq!(
+            err.spawned_at().map(|l| (l.file(), l.line())),
+            Some((file!(), line))
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("task spawned at {}:{line}:", file!())),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("panicked: boom"), "{err}");
+        let err = aborted.await.unwrap_err();
+        assert!(
+            err.to_string().ends_with("was aborted before it returned"),
+            "{err}"
+        );
+        assert_eq!(err.spawned_at().map(|l| l.line()), Some(line + 1));
+    });
 }

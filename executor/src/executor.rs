@@ -84,7 +84,7 @@ pub(crate) struct Core {
     pub(crate) budget: Cell<u32>,
     /// Panics that nobody can take from a `JoinHandle`, with where the task was spawned;
     /// `block_on` re-raises the first.
-    pub(crate) unhandled: RefCell<Vec<(Payload, &'static Location<'static>)>>,
+    pub(crate) unhandled: RefCell<Vec<(Payload, String)>>,
     /// Running, or tearing down.
     pub(crate) mode: Cell<Mode>,
     /// The scheduling decisions, when tracing (deterministic mode).
@@ -203,13 +203,8 @@ impl Core {
 
     /// Records a panic nobody will take from a handle and cancels the region it happened in
     /// (R17): `region` is the panicking task's parent, if it is still alive.
-    pub(crate) fn report_unhandled(
-        &self,
-        region: Option<NodeRef>,
-        payload: Payload,
-        spawned_at: &'static Location<'static>,
-    ) {
-        self.unhandled.borrow_mut().push((payload, spawned_at));
+    pub(crate) fn report_unhandled(&self, region: Option<NodeRef>, payload: Payload, task: String) {
+        self.unhandled.borrow_mut().push((payload, task));
         let alive = region.and_then(|r| self.tree.borrow().resolve(r));
         if let Some(key) = alive {
             self.cancel(key, CancelReason::Failure);
@@ -568,11 +563,10 @@ impl Drop for TeardownOnUnwind<'_> {
 }
 
 /// Panics beyond the first one `block_on` re-raises: not lost, reported.
-fn report_extra_panics(rest: impl Iterator<Item = (Payload, &'static Location<'static>)>) {
-    for (payload, spawned_at) in rest {
+fn report_extra_panics(rest: impl Iterator<Item = (Payload, String)>) {
+    for (payload, task) in rest {
         crate::report::report(format_args!(
-            "treeloop: the task spawned at {spawned_at} panicked too (block_on re-raises the \
-             first panic): {}",
+            "treeloop: the {task} panicked too (block_on re-raises the first panic): {}",
             crate::join::panic_message(&payload)
         ));
     }

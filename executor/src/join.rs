@@ -135,20 +135,25 @@ impl<T> Future for JoinHandle<T> {
             }
             Poll::Ready(outcome) => {
                 self.task = None;
-                Poll::Ready(into_result(outcome))
+                Poll::Ready(into_result(outcome, self.location))
             }
         }
     }
 }
 
-fn into_result<T>(outcome: Option<Outcome<T>>) -> Result<T, JoinError> {
+fn into_result<T>(
+    outcome: Option<Outcome<T>>,
+    spawned_at: &'static Location<'static>,
+) -> Result<T, JoinError> {
     match outcome {
         Some(Outcome::Returned(value)) => Ok(value),
         Some(Outcome::Panicked(payload)) => Err(JoinError {
             repr: Repr::Panicked(Mutex::new(payload)),
+            spawned_at: Some(spawned_at),
         }),
         Some(Outcome::Aborted) | None => Err(JoinError {
             repr: Repr::Aborted,
+            spawned_at: Some(spawned_at),
         }),
         Some(Outcome::Reported) => {
             unreachable!("a panic is reported to the runtime only when no handle is alive")
@@ -179,7 +184,11 @@ impl<T> Drop for JoinHandle<T> {
             let mut payload = Some(payload);
             context::with_core(|core| {
                 if let Some(payload) = payload.take() {
-                    core.report_unhandled(Some(parent), payload, location);
+                    core.report_unhandled(
+                        Some(parent),
+                        payload,
+                        format!("task spawned at {location}"),
+                    );
                 }
             });
             if let Some(payload) = payload {
@@ -206,6 +215,8 @@ impl<T> fmt::Debug for JoinHandle<T> {
 pub struct JoinError {
     /// Which of the three.
     repr: Repr,
+    /// Where the task was spawned (for a panic or an abort: the task's own failure).
+    spawned_at: Option<&'static Location<'static>>,
 }
 
 enum Repr {
@@ -223,6 +234,7 @@ impl JoinError {
     fn cancelled(cancelled: Cancelled) -> Self {
         JoinError {
             repr: Repr::Cancelled(cancelled),
+            spawned_at: None,
         }
     }
 
@@ -250,6 +262,12 @@ impl JoinError {
         matches!(self.repr, Repr::Aborted)
     }
 
+    /// Where the task was spawned, when the error is the task's own (a panic or an abort);
+    /// `None` when the join itself was interrupted by cancellation.
+    pub fn spawned_at(&self) -> Option<&'static Location<'static>> {
+        self.spawned_at
+    }
+
     /// The panic payload, to inspect or re-raise with `std::panic::resume_unwind`.
     ///
     /// # Panics
@@ -268,7 +286,10 @@ impl JoinError {
             Repr::Panicked(payload) => Ok(payload
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)),
-            repr => Err(JoinError { repr }),
+            repr => Err(JoinError {
+                repr,
+                spawned_at: self.spawned_at,
+            }),
         }
     }
 }
@@ -278,9 +299,19 @@ impl fmt::Display for JoinError {
         match &self.repr {
             Repr::Cancelled(cancelled) => write!(f, "join interrupted: {cancelled}"),
             Repr::Panicked(payload) => {
-                write!(f, "task panicked: {}", panic_message(&lock(payload)))
+                f.write_str("task ")?;
+                if let Some(location) = self.spawned_at {
+                    write!(f, "spawned at {location} ")?;
+                }
+                write!(f, "panicked: {}", panic_message(&lock(payload)))
             }
-            Repr::Aborted => f.write_str("task was aborted before it returned"),
+            Repr::Aborted => {
+                f.write_str("task ")?;
+                if let Some(location) = self.spawned_at {
+                    write!(f, "spawned at {location} ")?;
+                }
+                f.write_str("was aborted before it returned")
+            }
         }
     }
 }

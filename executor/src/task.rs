@@ -211,15 +211,19 @@ fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outc
     let Outcome::Panicked(payload) = outcome else {
         return outcome;
     };
-    let (join, parent, location) = {
+    let (join, parent, task) = {
         let tree = core.tree.borrow();
         let node = tree.node(key);
         let parent = tree.parent(key).map(|p| tree.node_ref(p));
-        (node.join, parent, node.location)
+        let task = match tree.name(key) {
+            Some(name) => format!("task {name:?} spawned at {}", node.location),
+            None => format!("task spawned at {}", node.location),
+        };
+        (node.join, parent, task)
     };
     if join == JoinInterest::Handle {
         return Outcome::Panicked(payload);
     }
-    core.report_unhandled(parent, payload, location);
+    core.report_unhandled(parent, payload, task);
     Outcome::Reported
 }

@@ -53,7 +53,7 @@ impl Builder {
     {
         let location = Location::caller();
         context::expect_core("spawn", |core| {
-            crate::task::spawn_in(core, core.current.get(), future, location, self.name)
+            crate::task::spawn_in(core, core.spawn_parent(), future, location, self.name)
         })
     }
 

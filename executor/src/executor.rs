@@ -130,6 +130,24 @@ pub struct Scheduling {
 }
 
 impl Core {
+    /// Where `spawn` (or a region opened) right now belongs: the node being polled; between
+    /// polls (a `Drop` run by the loop, a waker), the root of the running `block_on`.
+    ///
+    /// # Panics
+    ///
+    /// When neither exists: no `block_on` is running on this runtime any more.
+    #[track_caller]
+    pub(crate) fn spawn_parent(&self) -> Key {
+        let tree = self.tree.borrow();
+        [self.current.get(), self.root.get()]
+            .into_iter()
+            .find(|&key| tree.get(key).is_some())
+            .expect(
+                "spawn called while no block_on of this runtime is running: spawn from inside \
+                 `block_on` (or a task spawned from it)",
+            )
+    }
+
     /// Inserts a node under `parent` (a root when `None`), named if `name` is given.
     pub(crate) fn insert(
         &self,
@@ -173,7 +191,7 @@ impl Core {
             crate::events::cancelled(self.tree.borrow().node(key).id, reason, _marked);
         }
         // Release the borrow before waking: a waker may re-enter the runtime.
-        wake.into_iter().for_each(Waker::wake);
+        wake_all(wake);
     }
 
     /// Drops `key`'s future at its next poll (its subtree is cancelled): `abort()`, and the
@@ -198,7 +216,7 @@ impl Core {
     pub(crate) fn finish(&self, key: Key) {
         let mut wake = Vec::new();
         self.tree.borrow_mut().finish(key, &mut wake);
-        wake.into_iter().for_each(Waker::wake);
+        wake_all(wake);
     }
 
     /// Records a panic nobody will take from a handle and cancels the region it happened in
@@ -264,7 +282,7 @@ impl Core {
         self.mode.set(Mode::TearingDown);
         // Waking schedules every idle task; tasks already queued stay queued once.
         let wakers = self.tree.borrow().task_wakers();
-        wakers.into_iter().for_each(Waker::wake);
+        wake_all(wakers);
         loop {
             while let Some(job) = self.shared.injector.pop() {
                 self.queue.borrow_mut().push(job);
@@ -279,6 +297,16 @@ impl Core {
             }
         }
         self.tree.borrow_mut().clear();
+        // Panics recorded for the abandoned `block_on` must not resurface in the next one;
+        // they are reported rather than lost.
+        let unhandled: Vec<_> = self.unhandled.borrow_mut().drain(..).collect();
+        for (payload, task) in unhandled {
+            crate::report::report(format_args!(
+                "treeloop: the {task} panicked, and its block_on was abandoned before it could \
+                 re-raise the panic: {}",
+                crate::join::panic_message(&payload)
+            ));
+        }
         self.mode.set(Mode::Running);
     }
 }
@@ -323,8 +351,9 @@ struct RootTask<'a, F: Future> {
     queued: &'a AtomicBool,
     /// The root waker.
     waker: Waker,
-    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller).
-    future: Pin<&'a mut F>,
+    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller); `None`
+    /// once it returned or panicked: it is dropped right then, under `catch_unwind`.
+    future: Pin<&'a mut Option<F>>,
     /// Its value, or its panic, once it has returned.
     outcome: Option<Result<F::Output, Payload>>,
 }
@@ -344,18 +373,39 @@ impl<F: Future> RootTask<'_, F> {
             let _span = crate::events::poll_span(self.core.tree.borrow().node(self.key).id);
             let future = &mut self.future;
             self.core.observe_poll(self.key, || {
-                panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+                panic::catch_unwind(AssertUnwindSafe(|| {
+                    let future = future.as_mut().as_pin_mut();
+                    future.expect("polled after it returned").poll(&mut cx)
+                }))
             })
         };
-        match polled {
-            Ok(Poll::Pending) => {}
-            Ok(Poll::Ready(value)) => self.outcome = Some(Ok(value)),
-            Err(payload) => {
-                // The root failed: its children are cancelled; it re-raises after them.
-                self.outcome = Some(Err(payload));
-                self.core.cancel(self.key, CancelReason::Failure);
+        let outcome = match polled {
+            Ok(Poll::Pending) => return,
+            Ok(Poll::Ready(value)) => Ok(value),
+            Err(payload) => Err(payload),
+        };
+        // Drop the future now, as a task's is dropped when it returns: its resources go at
+        // once, and a panicking `Drop` is caught here rather than while unwinding.
+        let dropped = {
+            let _current = self.core.enter_node(self.key);
+            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
+        };
+        let outcome = match (outcome, dropped) {
+            (outcome, Ok(())) => outcome,
+            (Err(first), Err(second)) => {
+                crate::report::report(format_args!(
+                    "treeloop: the block_on future panicked again while being dropped: {}",
+                    crate::join::panic_message(&second)
+                ));
+                Err(first)
             }
+            (Ok(_), Err(payload)) => Err(payload),
+        };
+        if outcome.is_err() {
+            // The root failed: its children are cancelled; it re-raises after them.
+            self.core.cancel(self.key, CancelReason::Failure);
         }
+        self.outcome = Some(outcome);
     }
 }
 
@@ -459,7 +509,7 @@ impl Executor {
             key: root,
             queued: &root_waker.queued,
             waker,
-            future: pin!(future),
+            future: pin!(Some(future)),
             outcome: None,
         };
 
@@ -485,10 +535,17 @@ impl Executor {
                 ParkRequest::Dump => report_message(Report::Dump(core.dump())),
                 ParkRequest::Deadlock => {
                     let tree = core.dump();
+                    let root_panic = match &root_task.outcome {
+                        Some(Err(payload)) => format!(
+                            "\n(the block_on future had panicked before: {})",
+                            crate::join::panic_message(payload)
+                        ),
+                        _ => String::new(),
+                    };
                     panic!(
                         "treeloop deadlock: no task can make progress (nothing is runnable, \
                          no timer is pending, no I/O or other thread can wake a task), yet \
-                         tasks remain:\n{tree}"
+                         tasks remain:\n{tree}{root_panic}"
                     );
                 }
             }
@@ -559,6 +616,21 @@ impl Drop for TeardownOnUnwind<'_> {
         if std::thread::panicking() {
             self.0.tear_down();
         }
+    }
+}
+
+/// Wakes every waker, even if one of them panics (a foreign waker may): the rest are still
+/// woken, then the first panic continues. Losing the wakes after a panicking one would leave
+/// their tasks asleep forever.
+pub fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    let mut first_panic = None;
+    for waker in wakers {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first_panic {
+        panic::resume_unwind(payload);
     }
 }
 

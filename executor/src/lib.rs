@@ -65,7 +65,7 @@ pub use cancel::{CancelReason, Cancelled};
 pub use checkpoint::{Checkpoint, WaitCancelled, cancelled, cancelled_here, checkpoint, yield_now};
 pub use context::in_runtime;
 pub use diag::TreeDump;
-pub use executor::{Executor, Options, Payload, Scheduling, Tick};
+pub use executor::{Executor, Options, Payload, Scheduling, Tick, wake_all};
 pub use join::{JoinError, JoinHandle, panic_message};
 pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
@@ -91,7 +91,7 @@ where
 {
     let location = Location::caller();
     context::expect_core("spawn", |core| {
-        task::spawn_in(core, core.current.get(), future, location, None)
+        task::spawn_in(core, core.spawn_parent(), future, location, None)
     })
 }
 

@@ -68,7 +68,7 @@ impl Region {
             RegionKind::Shield => NodeKind::Shield,
         };
         context::expect_core("opening a shield, scope or timeout", |core| {
-            let parent = core.current.get();
+            let parent = core.spawn_parent();
             let node = core.insert(Some(parent), kind, location, None);
             Region { node, shield }
         })

@@ -135,10 +135,15 @@ impl<F: Future> Future for TaskFuture<F> {
                             Err(payload) => Outcome::Panicked(payload),
                         }
                     };
-                    // Drop the future now, catching a panicking Drop.
-                    let dropped = panic::catch_unwind(AssertUnwindSafe(|| {
-                        stage.set(Stage::Completing { outcome: None });
-                    }));
+                    // Drop the future now, catching a panicking Drop. The task is still the
+                    // current node: a `Drop` that spawns makes a child of this task (which
+                    // then waits for it), never an orphan.
+                    let dropped = {
+                        let _current = core.enter_node(key);
+                        panic::catch_unwind(AssertUnwindSafe(|| {
+                            stage.set(Stage::Completing { outcome: None });
+                        }))
+                    };
                     let outcome = match (outcome, dropped) {
                         (outcome, Ok(())) => outcome,
                         (Outcome::Panicked(first), Err(second)) => {

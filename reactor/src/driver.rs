@@ -320,7 +320,7 @@ impl Reactor {
         turn.signals = signals;
         turn.dumps = dumps;
         // 4. Release every borrow before waking: a waker may re-enter the runtime.
-        self.wake.drain(..).for_each(Waker::wake);
+        treeloop_executor::wake_all(self.wake.drain(..));
         Ok(turn)
     }
 }

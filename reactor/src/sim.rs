@@ -198,7 +198,7 @@ fn close(pipe: &Rc<RefCell<Pipe>>, end: impl FnOnce(&mut Pipe) -> &mut End) {
         *end(&mut pipe) = End::Closed;
         [pipe.read_waker.take(), pipe.write_waker.take()]
     };
-    wakers.into_iter().flatten().for_each(Waker::wake);
+    treeloop_executor::wake_all(wakers.into_iter().flatten());
 }
 
 impl Drop for DuplexStream {

@@ -20,17 +20,42 @@ use crate::state::ScopeState;
 
 pin_project! {
     /// The future a member task runs: the user's future, with failures reported to the scope.
-    pub(crate) struct Member<F, E> {
+    ///
+    /// The user's future is dropped here, under `catch_unwind`, as soon as it returns (or,
+    /// if the member is aborted or torn down first, when the wrapper is dropped): a panic in
+    /// its `Drop` is a failure of the member and goes to the scope like any other panic.
+    pub(crate) struct Member<F, E>
+    where
+        E: Cancellation,
+    {
         #[pin]
-        future: F,
+        future: Option<F>,
         // The scope to report to.
         state: Rc<ScopeState<E>>,
     }
+
+    impl<F, E> PinnedDrop for Member<F, E>
+    where
+        E: Cancellation,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut future = this.future;
+            if future.is_some() {
+                if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| future.set(None))) {
+                    this.state.panicked(payload);
+                }
+            }
+        }
+    }
 }
 
-impl<F, E> Member<F, E> {
+impl<F, E: Cancellation> Member<F, E> {
     pub(crate) fn new(future: F, state: Rc<ScopeState<E>>) -> Self {
-        Member { future, state }
+        Member {
+            future: Some(future),
+            state,
+        }
     }
 }
 
@@ -44,14 +69,30 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
         let this = self.project();
-        let future = this.future;
-        match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Ok(value))) => Poll::Ready(Some(value)),
-            Ok(Poll::Ready(Err(error))) => {
+        let mut future = this.future;
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| {
+            let inner = future.as_mut().as_pin_mut();
+            inner.expect("a member polled after it returned").poll(cx)
+        }));
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => Ok(result),
+            Err(payload) => Err(payload),
+        };
+        let dropped = panic::catch_unwind(AssertUnwindSafe(|| future.set(None)));
+        let value = match result {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
                 this.state.fail(error);
-                Poll::Ready(None)
+                None
             }
+            Err(payload) => {
+                this.state.panicked(payload);
+                None
+            }
+        };
+        match dropped {
+            Ok(()) => Poll::Ready(value),
             Err(payload) => {
                 this.state.panicked(payload);
                 Poll::Ready(None)

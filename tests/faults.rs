@@ -646,7 +646,7 @@ fn child_root_future_panicking_in_poll_and_in_drop() {
     println!("@child@ block_on re-raised: {reraised}");
 }
 
-/// Bug: a root future whose `poll` panicked and whose `Drop` panics aborts the process.
+/// Regression test for a fixed bug: a root future whose `poll` panicked and whose `Drop` panics aborts the process.
 /// `block_on` keeps the root future alive until it returns, and re-raises the poll's panic
 /// with `resume_unwind` first: the root future is then dropped *while unwinding*, and a
 /// panic in a destructor during unwinding aborts ("panic in a destructor during cleanup").
@@ -693,7 +693,7 @@ impl Drop for SpawnOnDrop {
     }
 }
 
-/// Bug: `spawn` called from the `Drop` of a task's future, when the runtime itself drops the
+/// Regression test for a fixed bug: `spawn` called from the `Drop` of a task's future, when the runtime itself drops the
 /// future (after `abort()`, at teardown, or a hand-written future after it returned), panics
 /// with slab's "invalid key" and leaves an orphan node in the tree. Nothing is being polled
 /// then, so the current node is the "no node" sentinel `Key::MAX`; `Tree::insert` reads it as
@@ -894,7 +894,7 @@ fn a_foreign_waker_panicking_when_its_regions_last_child_finishes_abandons_block
     });
 }
 
-/// Bug: a waker that panics while `cancel()` wakes a subtree loses the wakes of every task
+/// Regression test for a fixed bug: a waker that panics while `cancel()` wakes a subtree loses the wakes of every task
 /// after it in the walk. `Core::cancel` collects the wakers, then wakes them with
 /// `for_each(Waker::wake)`: the panic unwinds out of that loop and the remaining wakers are
 /// dropped unwoken. Those tasks are marked cancelled but never polled again, so a task
@@ -953,7 +953,7 @@ fn bug_a_panicking_waker_during_cancel_loses_the_wakes_of_the_tasks_after_it() {
     );
 }
 
-/// Bug: a panic nobody took, recorded during a `block_on` that was then abandoned (a panic
+/// Regression test for a fixed bug: a panic nobody took, recorded during a `block_on` that was then abandoned (a panic
 /// unwound out of its loop), is re-raised by the *next* `block_on` on the same runtime. The
 /// teardown that runs when `block_on` unwinds drops every task and clears the tree, but not
 /// `Core::unhandled`. Expected: the next `block_on(async { 5 })` returns 5 (the stale panic

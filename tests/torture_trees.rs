@@ -2290,8 +2290,9 @@ impl Drop for ReadyThenPanicsOnDrop {
 /// whose future panics in `Drop` is a panicking task (its `JoinHandle` says so), but the
 /// `Member` wrapper only catches panics in `poll`, so the scope never hears of it; and
 /// awaiting its `ScopedJoinHandle` turns the `JoinError` into `MemberError::Failed`,
-/// dropping the payload. Seen: the join gets `Err(Failed)`, the sibling sleeps its full
-/// 10 ms, the scope returns `Ok(Some(()))`, `block_on` returns, nothing is reported.
+/// dropping the payload. Seen before the fix: the join got `Err(Failed)`, the sibling slept
+/// its full 10 ms, the scope returned `Ok(Some(()))`, `block_on` returned, nothing was
+/// reported. Fixed: `Member` drops the user's future itself, under `catch_unwind`.
 #[test]
 fn bug_a_scope_member_panicking_in_drop_is_lost_when_its_handle_is_awaited() {
     silence_injected_panics();

@@ -16,20 +16,25 @@ use crate::context;
 /// `None` outside a runtime (there is no tree to be cancelled in) and inside a shield whose
 /// own region is not cancelled (R11).
 pub fn cancelled_here() -> Option<Cancelled> {
-    context::with_core(|core| {
-        let cancelled = {
-            let tree = core.tree.borrow();
-            tree.get(core.current.get())
-                .and_then(|node| node.cancel)
-                .map(Cancelled::new)
-        };
-        if cancelled.is_some() {
-            // The task has seen its cancellation: progress, for the watchdog.
-            core.note_progress();
-        }
-        cancelled
+    let cancelled = context::with_core(|core| {
+        let tree = core.tree.borrow();
+        let current = core.current.get();
+        tree.get(current)
+            .and_then(|node| node.cancel)
+            .map(Cancelled::new)
     })
-    .flatten()
+    .flatten();
+    if cancelled.is_some() {
+        seen_cancelled();
+    }
+    cancelled
+}
+
+/// The task being polled has seen its cancellation: progress, for the watchdog. Out of line,
+/// so the common "not cancelled" path stays as small as it was before diagnostics.
+#[cold]
+fn seen_cancelled() {
+    context::with_core(|core| core.note_progress());
 }
 
 /// Yields once to the other tasks; `Err(Cancelled)` in a cancelled region, before and after

@@ -138,17 +138,23 @@ impl Core {
     /// When neither exists: no `block_on` is running on this runtime any more.
     #[track_caller]
     pub(crate) fn spawn_parent(&self) -> Key {
-        let tree = self.tree.borrow();
-        [self.current.get(), self.root.get()]
-            .into_iter()
-            .find(|&key| tree.get(key).is_some())
-            .expect(
-                "spawn called while no block_on of this runtime is running: spawn from inside \
-                 `block_on` (or a task spawned from it)",
-            )
+        // The current node is always live or the "no node" sentinel (`enter_node` sets it to
+        // the node being polled and restores it): the common case needs no lookup.
+        let current = self.current.get();
+        if current != Key::MAX {
+            return current;
+        }
+        let root = self.root.get();
+        assert!(
+            self.tree.borrow().get(root).is_some(),
+            "spawn called while no block_on of this runtime is running: spawn from inside \
+             `block_on` (or a task spawned from it)"
+        );
+        root
     }
 
     /// Inserts a node under `parent` (a root when `None`), named if `name` is given.
+    #[inline(always)]
     pub(crate) fn insert(
         &self,
         parent: Option<Key>,
@@ -156,15 +162,23 @@ impl Core {
         location: &'static Location<'static>,
         name: Option<Box<str>>,
     ) -> NodeRef {
-        let mut tree = self.tree.borrow_mut();
-        let node = tree.insert(parent, kind, location);
-        if let Some(name) = name {
-            tree.set_name(node.key, name);
-        }
-        if let Some(diag) = &self.diag {
-            diag.inserted(node.key, tree.node(node.key).cancel.is_some());
+        let node = self.tree.borrow_mut().insert(parent, kind, location);
+        if name.is_some() || self.diag.is_some() {
+            self.inserted(node.key, name);
         }
         node
+    }
+
+    /// The rarer half of [`Core::insert`]: a name, or diagnostics, to record.
+    #[cold]
+    fn inserted(&self, key: Key, name: Option<Box<str>>) {
+        let mut tree = self.tree.borrow_mut();
+        if let Some(name) = name {
+            tree.set_name(key, name);
+        }
+        if let Some(diag) = &self.diag {
+            diag.inserted(key, tree.node(key).cancel.is_some());
+        }
     }
 
     /// Marks `key`'s subtree cancelled and wakes every task in it.
@@ -216,7 +230,9 @@ impl Core {
     pub(crate) fn finish(&self, key: Key) {
         let mut wake = Vec::new();
         self.tree.borrow_mut().finish(key, &mut wake);
-        wake_all(wake);
+        if !wake.is_empty() {
+            wake_all(wake);
+        }
     }
 
     /// Records a panic nobody will take from a handle and cancels the region it happened in
@@ -372,12 +388,16 @@ impl<F: Future> RootTask<'_, F> {
             #[cfg(feature = "tracing")]
             let _span = crate::events::poll_span(self.core.tree.borrow().node(self.key).id);
             let future = &mut self.future;
-            self.core.observe_poll(self.key, || {
+            let mut poll = || {
                 panic::catch_unwind(AssertUnwindSafe(|| {
                     let future = future.as_mut().as_pin_mut();
                     future.expect("polled after it returned").poll(&mut cx)
                 }))
-            })
+            };
+            match &self.core.diag {
+                None => poll(),
+                Some(_) => self.core.observe_poll(self.key, poll),
+            }
         };
         let outcome = match polled {
             Ok(Poll::Pending) => return,

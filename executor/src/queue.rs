@@ -64,10 +64,12 @@ impl RunQueue {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, job: Job) {
         self.ready.push_back(job);
     }
 
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Job> {
         match self.picker {
             Picker::Fifo => self.ready.pop_front(),

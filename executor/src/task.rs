@@ -126,9 +126,13 @@ impl<F: Future> Future for TaskFuture<F> {
                         coop::reset_budget(&core);
                         #[cfg(feature = "tracing")]
                         let _span = crate::events::poll_span(core.tree.borrow().node(key).id);
-                        let polled = core.observe_poll(key, || {
-                            panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
-                        });
+                        let polled = match &core.diag {
+                            // Diagnostics off: the poll and nothing around it (the hot path).
+                            None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
+                            Some(_) => core.observe_poll(key, || {
+                                panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+                            }),
+                        };
                         match polled {
                             Ok(Poll::Pending) => return Poll::Pending,
                             Ok(Poll::Ready(value)) => Outcome::Returned(value),

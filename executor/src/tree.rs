@@ -286,6 +286,7 @@ impl Tree {
         marked
     }
 
+    #[inline]
     fn mark(&mut self, key: Key, reason: CancelReason, on_mark: &mut impl FnMut(Key, &Node)) {
         let node = &mut self.nodes[key as usize];
         node.cancel = Some(reason);

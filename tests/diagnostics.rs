@@ -3,7 +3,7 @@
 //! captured, so the times in the assertions are exact.
 //!
 //! The slow-poll warning needs a poll that takes time, which virtual time cannot give a
-//! facade test: it is tested in `executor/tests/diagnostics.rs` with a hand-driven clock.
+//! facade test: it is tested in `executor/tests/slow_poll.rs` with a hand-driven clock.
 
 mod common;
 
@@ -384,4 +384,224 @@ fn join_errors_say_where_the_failed_task_was_spawned() {
         );
         assert_eq!(err.spawned_at().map(|l| l.line()), Some(line + 1));
     });
+}
+
+// Regression tests for defects a review of the diagnostics found (each fixed).
+
+/// A panic, if `f` panicked, with its message.
+fn panic_of(f: impl FnOnce()) -> Option<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .err()
+        .map(|payload| {
+            let text = payload.downcast_ref::<&str>().map(|s| s.to_string());
+            text.or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        })
+}
+
+#[test]
+fn a_seeded_deadlock_is_still_reported_with_the_watchdog_on_and_no_grace_period() {
+    // Fixed: the watchdog re-armed a check every threshold while a task waited for its
+    // children, so the seeded loop jumped virtual time forever instead of reporting.
+    let (rt, reports) = captured(|b| b.seed(1).stall_watchdog(secs(1)));
+    let message = panic_of(|| {
+        rt.block_on(async {
+            let stuck = spawn(Forever(Rc::default()));
+            treeloop::shutdown();
+            let _ = stuck.await;
+        })
+    });
+    assert!(message.unwrap().contains("treeloop deadlock"));
+    assert_eq!(
+        reports.take().len(),
+        1,
+        "one stall report, then the deadlock"
+    );
+}
+
+#[test]
+fn a_seeded_deadlock_is_still_reported_with_the_dump_signal_watched() {
+    // Fixed: the SIGUSR1 pipe counted as something that could wake a task.
+    let rt = Builder::new().seed(1).dump_on_signal(true).build().unwrap();
+    let message = panic_of(|| rt.block_on(Forever(Rc::default())));
+    assert!(message.unwrap().contains("treeloop deadlock"));
+}
+
+/// A foreign future that completes once its flag is set and its waker woken.
+#[derive(Clone, Default)]
+struct Gate(Rc<(Cell<bool>, RefCell<Option<std::task::Waker>>)>);
+
+impl Gate {
+    fn open(&self) {
+        self.0.0.set(true);
+        if let Some(waker) = self.0.1.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+impl std::future::Future for Gate {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0.0.get() {
+            return std::task::Poll::Ready(());
+        }
+        *self.0.1.borrow_mut() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn a_task_that_progresses_and_gets_stuck_again_is_reported_again() {
+    // Fixed: without a grace period, nothing re-armed the watchdog after progress.
+    let (rt, reports) = captured(|b| b.stall_watchdog(secs(1)));
+    rt.block_on(async {
+        let gate = Gate::default();
+        let task_gate = gate.clone();
+        let task = task::Builder::new().name("twice").spawn(async move {
+            task_gate.await; // ignores the cancellation until 3 s
+            let _ = yield_now().await; // sees it: progress at 3 s
+            Forever(Rc::default()).await; // stuck again
+        });
+        yield_now().await.unwrap();
+        task.cancel();
+        sleep(secs(3)).await.unwrap();
+        gate.open();
+        sleep(secs(10)).await.unwrap();
+        task.abort();
+        assert!(task.await.unwrap_err().is_aborted());
+    });
+    let stalls: Vec<_> = reports
+        .take()
+        .into_iter()
+        .filter_map(|r| match r {
+            Report::Stall(stall) => Some((stall.stuck[0].name.clone(), stall.dump.taken_at)),
+            _ => None,
+        })
+        .collect();
+    let twice = Some("twice".to_owned());
+    assert_eq!(
+        stalls,
+        [(twice.clone(), Some(secs(1))), (twice, Some(secs(4)))]
+    );
+}
+
+#[test]
+fn a_cleanup_finishing_exactly_at_the_threshold_is_not_judged_before_it_runs() {
+    // Fixed: the check ran right after the park that fired the cleanup's timer, before the
+    // woken task was polled, and reported it as stuck in its shield.
+    let (rt, reports) = captured(|b| b.stall_watchdog(secs(1)));
+    rt.block_on(async {
+        let worker = spawn(async {
+            let _ = cancelled().await;
+            shield(async { sleep(secs(1)).await.unwrap() }).await;
+        });
+        yield_now().await.unwrap();
+        worker.cancel();
+        worker.await.unwrap();
+    });
+    assert!(reports.take().is_empty());
+}
+
+#[test]
+fn a_root_whose_future_returned_shows_as_completing() {
+    let rt = paused();
+    let seen = Rc::new(Cell::new(None));
+    let seen_by_task = seen.clone();
+    rt.block_on(async move {
+        drop(spawn(async move {
+            yield_now().await.unwrap();
+            seen_by_task.set(Some(treeloop::dump().entries[0].state));
+        }));
+    });
+    assert_eq!(seen.get(), Some(TaskState::Completing));
+}
+
+/// Panics when dropped.
+struct DropBomb;
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        panic!("drop bomb");
+    }
+}
+
+#[test]
+fn a_root_future_whose_drop_panics_while_block_on_unwinds_does_not_abort() {
+    // Fixed: the root future was dropped by plain unwinding (a panic during a panic: abort).
+    let (rt, reports) = captured(|b| b.seed(1));
+    let message = panic_of(|| {
+        rt.block_on(async {
+            let _bomb = DropBomb;
+            Forever(Rc::default()).await;
+        })
+    });
+    assert!(message.unwrap().contains("treeloop deadlock"));
+    let reports = reports.take();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].to_string().ends_with("drop bomb"));
+    // And the runtime is still usable.
+    assert_eq!(rt.block_on(async { 7 }), 7);
+}
+
+#[test]
+fn a_panicking_report_sink_does_not_take_the_runtime_down() {
+    // Fixed: a sink panicking on a slow poll unwound through async-task (abort), and on a
+    // stall through block_on.
+    let rt = Builder::new()
+        .start_paused(true)
+        .stall_watchdog(secs(1))
+        .stall_grace(secs(1))
+        .report_sink(|_| panic!("sink failure"))
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stuck = spawn(Forever(Rc::default()));
+        yield_now().await.unwrap();
+        stuck.cancel();
+        // Reported at 1 s (the sink panics), aborted at 2 s (the sink panics again).
+        assert!(stuck.await.unwrap_err().is_aborted());
+    });
+}
+
+#[test]
+fn a_member_panicking_after_its_scope_future_was_dropped_is_reported_not_lost() {
+    let (rt, reports) = captured(|b| b);
+    rt.block_on(async {
+        let member = Rc::new(RefCell::new(None));
+        let slot = member.clone();
+        let mut scope_future = Box::pin(scope(move |s| async move {
+            let handle = s
+                .spawn(async {
+                    let _bomb = DropBomb;
+                    Forever(Rc::default()).await;
+                    Ok::<(), Cancelled>(())
+                })
+                .unwrap();
+            *slot.borrow_mut() = Some(handle);
+            Forever(Rc::default()).await;
+            Ok::<(), Cancelled>(())
+        }));
+        // Poll the scope once, then drop it with its member still running.
+        std::future::poll_fn(|cx| {
+            let _ = scope_future.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(scope_future);
+        yield_now().await.unwrap();
+        let handle = member.borrow_mut().take().unwrap();
+        handle.abort();
+        let _ = handle.await;
+    });
+    let reports = reports.take();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let text = reports[0].to_string();
+    assert!(
+        text.contains("after the scope's future was dropped") && text.ends_with("drop bomb"),
+        "{text}"
+    );
 }

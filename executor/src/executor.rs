@@ -16,21 +16,20 @@
 //!  ┌─> 1. tick: move remote wakes into the local queue, then run up to EVENT_INTERVAL
 //!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
 //!  │   2. done? root returned and no child left -> return
-//!  │   3. park: nothing runnable -> block (or jump virtual time); else only collect events;
+//!  │   3. watchdog: if diagnostics are on and a check is due, look for stuck tasks
+//!  │   4. park: nothing runnable -> block (or jump virtual time); else only collect events;
 //!  │      the park may ask for a root cancel (Ctrl-C) or a dump (SIGUSR1)
-//!  │   4. watchdog: if diagnostics are on and a check is due, look for stuck tasks
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe, Location};
-use std::pin::{Pin, pin};
+use std::panic::{self, Location};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
 use crate::context;
@@ -38,6 +37,7 @@ use crate::diag::{Diag, Diagnostics, TreeDump};
 use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::{Job, RunQueue, Shared};
 use crate::report::{Report, Sink, report_message};
+use crate::root::{RootTask, RootWaker, TeardownOnUnwind, report_extra_panics, wake_all};
 use crate::strategy::Strategy;
 use crate::trace::{Recorder, Trace, TraceEvent};
 use crate::tree::{Key, NodeKind, NodeRef, Phase, Tree};
@@ -202,7 +202,8 @@ impl Core {
         };
         #[cfg(feature = "tracing")]
         if _marked > 0 {
-            crate::events::cancelled(self.tree.borrow().node(key).id, reason, _marked);
+            let id = self.tree.borrow().node(key).id;
+            crate::events::cancelled(id, reason, _marked);
         }
         // Release the borrow before waking: a waker may re-enter the runtime.
         wake_all(wake);
@@ -230,6 +231,9 @@ impl Core {
     pub(crate) fn finish(&self, key: Key) {
         let mut wake = Vec::new();
         self.tree.borrow_mut().finish(key, &mut wake);
+        if let Some(diag) = &self.diag {
+            diag.finished();
+        }
         if !wake.is_empty() {
             wake_all(wake);
         }
@@ -294,7 +298,7 @@ impl Core {
 
     /// Drops every task's future, on this thread, without waiting for cooperation: used when
     /// the runtime goes away with tasks alive (only after a bug or an abandoned `block_on`).
-    fn tear_down(&self) {
+    pub(crate) fn tear_down(&self) {
         self.mode.set(Mode::TearingDown);
         // Waking schedules every idle task; tasks already queued stay queued once.
         let wakers = self.tree.borrow().task_wakers();
@@ -336,96 +340,6 @@ pub(crate) struct CurrentGuard<'a> {
 impl Drop for CurrentGuard<'_> {
     fn drop(&mut self) {
         self.core.current.set(self.previous);
-    }
-}
-
-/// The waker of the `block_on` future: queues a [`Job::Root`] like a task's waker queues its
-/// runnable. `Send + Sync`, since the root may hand its waker to another thread.
-struct RootWaker {
-    /// A `Job::Root` is queued: set by a wake, cleared right before the root is polled, so
-    /// the root is queued at most once at a time (as async-task does for tasks).
-    queued: AtomicBool,
-    /// Where to queue it.
-    shared: Arc<Shared>,
-}
-
-impl futures_task::ArcWake for RootWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        if !arc_self.queued.swap(true, Ordering::SeqCst) {
-            arc_self.shared.schedule_job(Job::Root);
-        }
-    }
-}
-
-/// The `block_on` future and what it needs to take its turn like a task.
-struct RootTask<'a, F: Future> {
-    /// The runtime.
-    core: &'a Core,
-    /// The root node.
-    key: Key,
-    /// The root waker's "a `Job::Root` is queued" flag.
-    queued: &'a AtomicBool,
-    /// The root waker.
-    waker: Waker,
-    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller); `None`
-    /// once it returned or panicked: it is dropped right then, under `catch_unwind`.
-    future: Pin<&'a mut Option<F>>,
-    /// Its value, or its panic, once it has returned.
-    outcome: Option<Result<F::Output, Payload>>,
-}
-
-impl<F: Future> RootTask<'_, F> {
-    /// The root's turn: poll it like a task (current node, fresh budget, panics caught).
-    fn poll(&mut self) {
-        self.queued.store(false, Ordering::SeqCst);
-        if self.outcome.is_some() {
-            return;
-        }
-        let mut cx = Context::from_waker(&self.waker);
-        let polled = {
-            let _current = self.core.enter_node(self.key);
-            crate::coop::reset_budget(self.core);
-            #[cfg(feature = "tracing")]
-            let _span = crate::events::poll_span(self.core.tree.borrow().node(self.key).id);
-            let future = &mut self.future;
-            let mut poll = || {
-                panic::catch_unwind(AssertUnwindSafe(|| {
-                    let future = future.as_mut().as_pin_mut();
-                    future.expect("polled after it returned").poll(&mut cx)
-                }))
-            };
-            match &self.core.diag {
-                None => poll(),
-                Some(_) => self.core.observe_poll(self.key, poll),
-            }
-        };
-        let outcome = match polled {
-            Ok(Poll::Pending) => return,
-            Ok(Poll::Ready(value)) => Ok(value),
-            Err(payload) => Err(payload),
-        };
-        // Drop the future now, as a task's is dropped when it returns: its resources go at
-        // once, and a panicking `Drop` is caught here rather than while unwinding.
-        let dropped = {
-            let _current = self.core.enter_node(self.key);
-            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
-        };
-        let outcome = match (outcome, dropped) {
-            (outcome, Ok(())) => outcome,
-            (Err(first), Err(second)) => {
-                crate::report::report(format_args!(
-                    "treeloop: the block_on future panicked again while being dropped: {}",
-                    crate::join::panic_message(&second)
-                ));
-                Err(first)
-            }
-            (Ok(_), Err(payload)) => Err(payload),
-        };
-        if outcome.is_err() {
-            // The root failed: its children are cancelled; it re-raises after them.
-            self.core.cancel(self.key, CancelReason::Failure);
-        }
-        self.outcome = Some(outcome);
     }
 }
 
@@ -541,7 +455,11 @@ impl Executor {
             if root_task.outcome.is_some() && !core.tree.borrow().has_children(root) {
                 break;
             }
-            // 3. Park: block only when nothing at all is runnable.
+            // 3. The watchdog, when a check is due (only while a cancellation is pending).
+            //    After the tick: a task woken by the last park has been polled by now, so it
+            //    is judged on what it did, not on the wake it has not had yet.
+            core.watch();
+            // 4. Park: block only when nothing at all is runnable.
             let runnable = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
             let request = if runnable {
                 park.park(ParkMode::NoWait)
@@ -569,8 +487,6 @@ impl Executor {
                     );
                 }
             }
-            // 4. The watchdog, when a check is due (only while a cancellation is pending).
-            core.watch();
         }
         let outcome = root_task.outcome.take();
         // Only root wakes can be left over (every task has finished): drop them, so the next
@@ -578,6 +494,10 @@ impl Executor {
         while self.core.queue.borrow_mut().pop().is_some() {}
 
         core.finish(root);
+        if let Some(diag) = &core.diag {
+            // Nothing is pending any more: the next block_on starts without a check due.
+            diag.reset();
+        }
         let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
         let mut panics = unhandled.into_iter();
         match outcome {
@@ -625,41 +545,5 @@ impl Drop for Executor {
         self.core.shared.closed.store(true, Ordering::Release);
         // Whatever was woken meanwhile has no future left: just free it.
         while self.core.shared.injector.pop().is_some() {}
-    }
-}
-
-/// Tears the tree down if `block_on` unwinds.
-struct TeardownOnUnwind<'a>(&'a Core);
-
-impl Drop for TeardownOnUnwind<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.tear_down();
-        }
-    }
-}
-
-/// Wakes every waker, even if one of them panics (a foreign waker may): the rest are still
-/// woken, then the first panic continues. Losing the wakes after a panicking one would leave
-/// their tasks asleep forever.
-pub fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
-    let mut first_panic = None;
-    for waker in wakers {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            first_panic.get_or_insert(payload);
-        }
-    }
-    if let Some(payload) = first_panic {
-        panic::resume_unwind(payload);
-    }
-}
-
-/// Panics beyond the first one `block_on` re-raises: not lost, reported.
-fn report_extra_panics(rest: impl Iterator<Item = (Payload, String)>) {
-    for (payload, task) in rest {
-        crate::report::report(format_args!(
-            "treeloop: the {task} panicked too (block_on re-raises the first panic): {}",
-            crate::join::panic_message(&payload)
-        ));
     }
 }

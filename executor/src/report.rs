@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::context;
@@ -60,9 +61,17 @@ pub fn report(args: fmt::Arguments<'_>) {
 /// Hands `report` to this thread's runtime's sink, or writes it to stderr.
 pub fn report_message(report: Report) {
     let sink = context::with_core(|core| core.sink.clone()).flatten();
-    match sink {
-        Some(sink) => sink(&report),
-        None => to_stderr(&report),
+    let Some(sink) = sink else {
+        return to_stderr(&report);
+    };
+    // A panicking sink must not take the runtime down (it may run while a poll or an
+    // unwind is in progress): the report then goes to stderr, with the sink's panic.
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| sink(&report))) {
+        to_stderr(&report);
+        to_stderr(&Report::Message(format!(
+            "treeloop: the report sink panicked on the report above: {}",
+            crate::join::panic_message(&payload)
+        )));
     }
 }
 

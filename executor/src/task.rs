@@ -84,12 +84,11 @@ where
     let node = core.insert(Some(parent), NodeKind::Task, location, name);
     let parent_ref = core.tree.borrow().node_ref(parent);
     #[cfg(feature = "tracing")]
-    crate::events::spawned(
-        node.id,
-        core.tree.borrow().name(node.key),
-        parent_ref.id,
-        location,
-    );
+    {
+        // Copied out first: a subscriber may call back into the runtime.
+        let name = core.tree.borrow().name(node.key).map(str::to_owned);
+        crate::events::spawned(node.id, name.as_deref(), parent_ref.id, location);
+    }
     let shared = core.shared.clone();
     let wrapped = TaskFuture {
         key: node.key,
@@ -125,7 +124,10 @@ impl<F: Future> Future for TaskFuture<F> {
                         let _current = core.enter_node(key);
                         coop::reset_budget(&core);
                         #[cfg(feature = "tracing")]
-                        let _span = crate::events::poll_span(core.tree.borrow().node(key).id);
+                        let _span = {
+                            let id = core.tree.borrow().node(key).id;
+                            crate::events::poll_span(id)
+                        };
                         let polled = match &core.diag {
                             // Diagnostics off: the poll and nothing around it (the hot path).
                             None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
@@ -184,8 +186,10 @@ impl<F: Future> Future for TaskFuture<F> {
                     // The handle may have been dropped while the children finished.
                     let outcome = route_unobserved_panic(&core, key, outcome);
                     #[cfg(feature = "tracing")]
+                    let id = core.tree.borrow().node(key).id;
+                    #[cfg(feature = "tracing")]
                     crate::events::completed(
-                        core.tree.borrow().node(key).id,
+                        id,
                         match &outcome {
                             Outcome::Returned(_) => "returned",
                             Outcome::Panicked(_) | Outcome::Reported => "panicked",

@@ -232,13 +232,16 @@ impl Reactor {
     pub fn turn(&mut self, mode: ParkMode) -> io::Result<Turn> {
         let clock = &self.core.clock;
         let io_sources = self.core.io.borrow().len();
-        let watching_signals = self.core.signal.borrow().is_some() || self.dump_signal.is_some();
+        // Only SIGINT can wake a task (`ctrl_c()`); the dump signal never does, so it does
+        // not stop a seeded run from reporting a deadlock.
+        let watching_ctrl_c = self.core.signal.borrow().is_some();
+        let watching_signals = watching_ctrl_c || self.dump_signal.is_some();
         // Deterministic mode: with nothing runnable, no timer, no socket, no signal and no
         // blocking call in flight, nothing can ever wake a task again.
         if mode == ParkMode::Wait
             && self.deterministic
             && io_sources == 0
-            && !watching_signals
+            && !watching_ctrl_c
             && self.core.pending_external.get() == 0
             && self.core.timers.borrow_mut().next_deadline().is_none()
         {
@@ -258,7 +261,8 @@ impl Reactor {
         };
         // 1. How long may we block?
         let timeout = match (mode, next) {
-            (ParkMode::NoWait | ParkMode::WaitAtMost(_), _) => Some(Duration::ZERO),
+            (ParkMode::NoWait, _) => Some(Duration::ZERO),
+            (ParkMode::WaitAtMost(_), _) => unreachable!("turned into Wait above"),
             (ParkMode::Wait, None) => None,
             (ParkMode::Wait, Some(deadline)) => {
                 if clock.mode() == ClockMode::Paused && io_sources == 0 {

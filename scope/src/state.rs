@@ -90,6 +90,20 @@ impl<E: Cancellation> ScopeState<E> {
     }
 }
 
+impl<E> Drop for ScopeState<E> {
+    /// A panic still here was never re-raised: the scope's future was dropped before it
+    /// could be (its members outlived it). Report it rather than lose it (R17).
+    fn drop(&mut self) {
+        if let Some(payload) = self.panic.get_mut().take() {
+            treeloop_executor::report::report(format_args!(
+                "treeloop: a member of a scope panicked after the scope's future was dropped, \
+                 so nobody can re-raise it: {}",
+                treeloop_executor::panic_message(&payload)
+            ));
+        }
+    }
+}
+
 /// A second panic in one scope: the first is re-raised, this one is reported.
 fn report_extra_panic(payload: &Payload) {
     treeloop_executor::report::report(format_args!(

@@ -4,6 +4,14 @@
 //! chain dumps like a flat list, R21). Entries come parents first, siblings oldest first,
 //! each with its depth, so [`TreeDump`]'s `Display` prints an indented tree without walking
 //! again.
+//!
+//! # Ground rules
+//!
+//! - A dump only reads: it borrows the tree and the run queue immutably for the walk and
+//!   copies what it needs (names included), so the `TreeDump` holds no reference into the
+//!   runtime and may outlive it.
+//! - It can be taken from anywhere on the loop thread, a running task included: that task
+//!   and the regions it is inside show as "running".
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

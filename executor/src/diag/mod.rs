@@ -70,6 +70,8 @@ impl fmt::Debug for Diagnostics {
 pub(crate) struct NodeStats {
     /// Polls of the task's future (or the root's).
     pub(crate) polls: u64,
+    /// When the node was inserted.
+    pub(crate) created: Duration,
     /// When its last poll ended.
     pub(crate) last_poll: Option<Duration>,
     /// When the cancellation mark reached it.
@@ -94,8 +96,12 @@ pub(crate) struct Diag {
     stats: RefCell<Vec<NodeStats>>,
     /// The task (or root) being polled; `Key::MAX` between polls.
     polling: Cell<Key>,
-    /// When the watchdog next looks at the tree; `None` while no cancellation is pending.
+    /// When the watchdog next looks at the tree; `None` while nothing could change its
+    /// verdict (so an idle seeded loop can still report a deadlock).
     next_check: Cell<Option<Duration>>,
+    /// The last check saw tasks of a cancelled subtree waiting for their children: when a
+    /// node finishes, one of them may now be judged, so look again.
+    waiting_for_children: Cell<bool>,
 }
 
 impl Diag {
@@ -117,6 +123,7 @@ impl Diag {
             stats: RefCell::new(Vec::new()),
             polling: Cell::new(Key::MAX),
             next_check: Cell::new(None),
+            waiting_for_children: Cell::new(false),
         })
     }
 
@@ -147,16 +154,30 @@ impl Diag {
     /// A node was inserted at `key` (a reused key starts afresh); `cancelled` if it
     /// inherited a cancellation mark.
     pub(crate) fn inserted(&self, key: Key, cancelled: bool) {
-        let now = cancelled.then(|| self.now());
+        let now = self.now();
         self.update(key, |stats| {
             *stats = NodeStats {
-                cancelled_at: now,
+                created: now,
+                cancelled_at: cancelled.then_some(now),
                 ..NodeStats::default()
             }
         });
-        if let Some(now) = now {
+        if cancelled {
             self.cancel_pending(now);
         }
+    }
+
+    /// A node left the tree: if tasks were waiting for their children, judge them again.
+    pub(crate) fn finished(&self) {
+        if self.waiting_for_children.get() {
+            self.cancel_pending(self.now());
+        }
+    }
+
+    /// `block_on` returned: nothing is pending.
+    pub(crate) fn reset(&self) {
+        self.next_check.set(None);
+        self.waiting_for_children.set(false);
     }
 
     /// A cancel walk marked `key` at `now`.
@@ -182,6 +203,8 @@ impl Diag {
         if key != Key::MAX {
             let now = self.now();
             self.update(key, |stats| stats.progress = Some(now));
+            // It may get stuck again later: make sure somebody looks then.
+            self.cancel_pending(now);
         }
     }
 
@@ -249,7 +272,7 @@ impl Core {
         }
     }
 
-    /// A dump of the live tree, with the watchdog's verdicts when it has any.
+    /// A dump of the live tree (the watchdog's reports carry their own, with verdicts).
     pub(crate) fn dump(&self) -> TreeDump {
         dump::take(self, &Default::default())
     }

@@ -153,7 +153,10 @@ impl fmt::Display for StallReport {
             writeln!(f, "  {task}")?;
         }
         if let Some(grace) = self.grace {
-            writeln!(f, "they will be aborted if still stuck in {grace:.1?}")?;
+            writeln!(
+                f,
+                "tasks still stuck in {grace:.1?} will be aborted (the root future cannot be)"
+            )?;
         }
         write!(f, "task tree:\n{}", self.dump)
     }
@@ -175,8 +178,11 @@ struct Frame {
 
 /// A task of a cancelled subtree whose future has not returned.
 struct Candidate {
+    /// Its node.
     key: Key,
+    /// When the cancellation reached it (or the marked node above its shield).
     entered: Duration,
+    /// That cancellation's reason.
     reason: Option<CancelReason>,
     /// Inside a shield: its own open one, or one above it.
     shielded: bool,
@@ -198,7 +204,8 @@ pub(super) fn check(core: &Core, diag: &Diag, now: Duration) {
         for candidate in candidates.iter().filter(|c| !c.waits_for_children) {
             let stats = diag.stats(candidate.key);
             let node = tree.node(candidate.key);
-            let mut since = candidate.entered;
+            // Not before it existed: a task spawned into the subtree after the cancel.
+            let mut since = candidate.entered.max(stats.created);
             if let Some(progress) = stats.progress {
                 since = since.max(progress);
             }
@@ -257,11 +264,12 @@ pub(super) fn check(core: &Core, diag: &Diag, now: Duration) {
             }
         }
     }
-    // A task waiting for its children is looked at again when they are gone; until then a
-    // pending candidate keeps the watchdog coming back.
-    if next.is_none() && candidates.iter().any(|c| c.waits_for_children) {
-        next = Some(now.saturating_add(threshold));
-    }
+    // A task waiting for its children is judged again when a node finishes
+    // (`Diag::finished`), a task that progresses again when it does (`Diag::progress`): no
+    // periodic re-check, so when nothing can change, no check is due and an idle seeded loop
+    // reports its deadlock instead of spinning.
+    diag.waiting_for_children
+        .set(candidates.iter().any(|c| c.waits_for_children));
     diag.next_check.set(next);
     if !newly_stuck.is_empty() {
         let dump = dump::take(core, &stuck);

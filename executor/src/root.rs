@@ -1,0 +1,178 @@
+//! The `block_on` future's side of the loop: the root takes its turn like a task (its own
+//! waker queues a `Job::Root`), is polled with panics caught, and is dropped as soon as it
+//! returns, so a panicking `Drop` is caught rather than met while unwinding. Also here: what
+//! happens when `block_on` unwinds (teardown), and waking in bulk without losing wakes.
+//!
+//! # Ground rules
+//!
+//! - The root future lives pinned on `block_on`'s stack (it may borrow from the caller); it
+//!   is dropped under `catch_unwind` by [`RootTask`]: when it returns, or, if `block_on`
+//!   unwinds first, when the `RootTask` is dropped (before the teardown runs).
+//! - No panic may escape while unwinding: everything dropped or reported on that path is
+//!   behind `catch_unwind`.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use crate::cancel::CancelReason;
+use crate::executor::{Core, Payload};
+use crate::queue::{Job, Shared};
+use crate::tree::{Key, Phase};
+
+/// The waker of the `block_on` future: queues a [`Job::Root`] like a task's waker queues its
+/// runnable. `Send + Sync`, since the root may hand its waker to another thread.
+pub(crate) struct RootWaker {
+    /// A `Job::Root` is queued: set by a wake, cleared right before the root is polled, so
+    /// the root is queued at most once at a time (as async-task does for tasks).
+    pub(crate) queued: AtomicBool,
+    /// Where to queue it.
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl futures_task::ArcWake for RootWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if !arc_self.queued.swap(true, Ordering::SeqCst) {
+            arc_self.shared.schedule_job(Job::Root);
+        }
+    }
+}
+
+/// The `block_on` future and what it needs to take its turn like a task.
+pub(crate) struct RootTask<'a, F: Future> {
+    /// The runtime.
+    pub(crate) core: &'a Core,
+    /// The root node.
+    pub(crate) key: Key,
+    /// The root waker's "a `Job::Root` is queued" flag.
+    pub(crate) queued: &'a AtomicBool,
+    /// The root waker.
+    pub(crate) waker: Waker,
+    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller); `None`
+    /// once it returned or panicked: it is dropped right then, under `catch_unwind`.
+    pub(crate) future: Pin<&'a mut Option<F>>,
+    /// Its value, or its panic, once it has returned.
+    pub(crate) outcome: Option<Result<F::Output, Payload>>,
+}
+
+impl<F: Future> RootTask<'_, F> {
+    /// The root's turn: poll it like a task (current node, fresh budget, panics caught).
+    pub(crate) fn poll(&mut self) {
+        self.queued.store(false, Ordering::SeqCst);
+        if self.outcome.is_some() {
+            return;
+        }
+        let mut cx = Context::from_waker(&self.waker);
+        let polled = {
+            let _current = self.core.enter_node(self.key);
+            crate::coop::reset_budget(self.core);
+            #[cfg(feature = "tracing")]
+            let _span = {
+                let id = self.core.tree.borrow().node(self.key).id;
+                crate::events::poll_span(id)
+            };
+            let future = &mut self.future;
+            let mut poll = || {
+                panic::catch_unwind(AssertUnwindSafe(|| {
+                    let future = future.as_mut().as_pin_mut();
+                    future.expect("polled after it returned").poll(&mut cx)
+                }))
+            };
+            match &self.core.diag {
+                None => poll(),
+                Some(_) => self.core.observe_poll(self.key, poll),
+            }
+        };
+        let outcome = match polled {
+            Ok(Poll::Pending) => return,
+            Ok(Poll::Ready(value)) => Ok(value),
+            Err(payload) => Err(payload),
+        };
+        // Drop the future now, as a task's is dropped when it returns: its resources go at
+        // once, and a panicking `Drop` is caught here rather than while unwinding.
+        let dropped = {
+            let _current = self.core.enter_node(self.key);
+            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
+        };
+        let outcome = match (outcome, dropped) {
+            (outcome, Ok(())) => outcome,
+            (Err(first), Err(second)) => {
+                crate::report::report(format_args!(
+                    "treeloop: the block_on future panicked again while being dropped: {}",
+                    crate::join::panic_message(&second)
+                ));
+                Err(first)
+            }
+            (Ok(_), Err(payload)) => Err(payload),
+        };
+        // Like a task whose future returned, the root now only waits for its children.
+        self.core.tree.borrow_mut().node_mut(self.key).phase = Phase::Completing;
+        if outcome.is_err() {
+            // The root failed: its children are cancelled; it re-raises after them.
+            self.core.cancel(self.key, CancelReason::Failure);
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+impl<F: Future> Drop for RootTask<'_, F> {
+    /// `block_on` is unwinding with the root future still alive (a deadlock report, a
+    /// panicking park, sink or foreign waker): drop the future here, under `catch_unwind`,
+    /// rather than let a panicking `Drop` meet the unwind and abort the process.
+    fn drop(&mut self) {
+        if self.future.is_none() {
+            return;
+        }
+        let dropped = {
+            let _current = self.core.enter_node(self.key);
+            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
+        };
+        if let Err(payload) = dropped {
+            crate::report::report(format_args!(
+                "treeloop: the block_on future panicked while being dropped as block_on \
+                 unwound: {}",
+                crate::join::panic_message(&payload)
+            ));
+        }
+    }
+}
+
+/// Tears the tree down if `block_on` unwinds.
+pub(crate) struct TeardownOnUnwind<'a>(pub(crate) &'a Core);
+
+impl Drop for TeardownOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.tear_down();
+        }
+    }
+}
+
+/// Wakes every waker, even if one of them panics (a foreign waker may): the rest are still
+/// woken, then the first panic continues. Public for the reactor, which wakes in bulk too. Losing the wakes after a panicking one would leave
+/// their tasks asleep forever.
+#[doc(hidden)]
+pub fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    let mut first_panic = None;
+    for waker in wakers {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first_panic {
+        panic::resume_unwind(payload);
+    }
+}
+
+/// Panics beyond the first one `block_on` re-raises: not lost, reported.
+pub(crate) fn report_extra_panics(rest: impl Iterator<Item = (Payload, String)>) {
+    for (payload, task) in rest {
+        crate::report::report(format_args!(
+            "treeloop: the {task} panicked too (block_on re-raises the first panic): {}",
+            crate::join::panic_message(&payload)
+        ));
+    }
+}

@@ -392,11 +392,7 @@ fn join_errors_say_where_the_failed_task_was_spawned() {
 fn panic_of(f: impl FnOnce()) -> Option<String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .err()
-        .map(|payload| {
-            let text = payload.downcast_ref::<&str>().map(|s| s.to_string());
-            text.or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default()
-        })
+        .map(|payload| common::message(&*payload))
 }
 
 #[test]

@@ -25,7 +25,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
@@ -74,16 +73,7 @@ fn no_hang<T: Send + 'static>(scenario: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use common::message;
 
 /// Runs `f`, which must panic, and returns the message of its payload.
 fn panic_message_of<T>(f: impl FnOnce() -> T) -> String {

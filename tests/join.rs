@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,16 +20,7 @@ async fn until_cancelled() -> Cancelled {
         .expect_err("expected to be cancelled before the hour passed")
 }
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use common::message;
 
 #[test]
 fn is_finished_turns_true_only_when_the_task_and_its_descendants_finished() {

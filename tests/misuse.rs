@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -15,16 +14,7 @@ use common::{Counters, Log, ms, ms_since, paused};
 use treeloop::time::{Instant, sleep};
 use treeloop::{checkpoint, spawn, yield_now};
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use common::message;
 
 /// Polls `future` once on this thread with a waker that does nothing.
 fn poll_once<F: Future>(future: F) -> Poll<F::Output> {

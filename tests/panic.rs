@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, panic_any};
@@ -24,16 +23,7 @@ async fn until_cancelled() -> Cancelled {
         .expect_err("expected to be cancelled before the hour passed")
 }
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use common::message;
 
 /// A future that completes (or waits forever) and panics when dropped.
 struct PanicOnDrop {

@@ -24,7 +24,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
@@ -133,16 +132,7 @@ fn resident_kb() -> u64 {
         .expect("VmRSS in kB")
 }
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use common::message;
 
 fn bump(counter: &Cell<usize>) {
     counter.set(counter.get() + 1);

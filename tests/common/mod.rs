@@ -2,6 +2,7 @@
 //! an ordered event log, and a runtime on virtual time.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -102,5 +103,16 @@ impl Log {
     }
     pub fn snapshot(&self) -> Vec<String> {
         self.0.borrow().clone()
+    }
+}
+
+/// The message of a string panic payload.
+pub fn message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        panic!("payload is not a string")
     }
 }

@@ -1,7 +1,6 @@
 //! Misuse: waits polled outside a runtime panic naming the mistake and the fix; the
 //! non-waiting calls work anywhere.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
@@ -9,16 +8,7 @@ use std::task::{Context, Waker};
 
 use treeloop::sync::{Event, Mutex, Semaphore, mpsc, oneshot};
 
-/// The message of a string panic payload.
-fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        panic!("payload is not a string")
-    }
-}
+use crate::common::message;
 
 /// Polls `future` once outside any runtime and returns the panic message it raised.
 fn panic_of_polling_outside<F: Future>(future: F) -> String {

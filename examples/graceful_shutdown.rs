@@ -19,7 +19,8 @@
 //!
 //! With no terminal on stdin (CI, `< /dev/null`) nobody can press Ctrl-C: after 3 s the root
 //! calls `treeloop::shutdown()`, which takes the very path Ctrl-C takes (a root cancel).
-//! `TREELOOP_DEMO_WAIT_FOR_CTRL_C=1` waits for a real SIGINT anyway (try `kill -INT <pid>`).
+//! `TREELOOP_DEMO_WAIT_FOR_CTRL_C=1` waits for a real SIGINT anyway (try `kill -INT <pid>`),
+//! and `kill -USR1 <pid>` meanwhile prints the live task tree with the tasks' names.
 //!
 //! Run with: cargo run --release --example graceful_shutdown
 
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use treeloop::net::{TcpListener, TcpStream};
 use treeloop::time::{interval, sleep, timeout};
-use treeloop::{Builder, Cancelled, ScopeError, cancelled, scope, shield, spawn};
+use treeloop::{Builder, Cancelled, ScopeError, cancelled, scope, shield, task};
 
 const CLIENTS: u32 = 3;
 const LINES_PER_CLIENT: u32 = 3;
@@ -149,7 +150,7 @@ async fn report_stats(log: Log, stats: Rc<Stats>) -> io::Result<()> {
 async fn server(log: Log, stats: Rc<Stats>, listener: TcpListener) -> io::Result<()> {
     let (log, stats) = (&log, &stats); // borrowed by the scope's body, still ours after it
     let nursery = scope(|s| async move {
-        s.spawn(report_stats(log.child("stats"), stats.clone()))?;
+        s.spawn_named("stats", report_stats(log.child("stats"), stats.clone()))?;
         for id in 1.. {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -166,7 +167,7 @@ async fn server(log: Log, stats: Rc<Stats>, listener: TcpListener) -> io::Result
             log.say(format!("connected from {peer}"));
             bump(&stats.open, 1);
             // A member's `Err` would cancel the whole scope (fail-fast): report it instead.
-            s.spawn(async move {
+            s.spawn_named(format!("conn {id}"), async move {
                 if let Err(err) = connection(&log, &stats, stream).await {
                     log.say(format!("failed: {err}"));
                 }
@@ -212,7 +213,13 @@ fn main() -> io::Result<()> {
     let wait_for_ctrl_c =
         io::stdin().is_terminal() || std::env::var_os("TREELOOP_DEMO_WAIT_FOR_CTRL_C").is_some();
     print!("{LEGEND}");
-    let runtime = Builder::new().shutdown_on_ctrl_c(true).build()?;
+    let runtime = Builder::new()
+        .shutdown_on_ctrl_c(true)
+        // `kill -USR1 <pid>` prints the live task tree; a cleanup stuck for 5 s is reported
+        // with the reason (see examples/stuck_shutdown.rs).
+        .dump_on_signal(true)
+        .stall_watchdog(Duration::from_secs(5))
+        .build()?;
     let (start, stats) = (Instant::now(), Rc::new(Stats::default()));
     let log = Log::new(start, 0, "root");
     let clients = runtime.block_on(async {
@@ -227,7 +234,11 @@ fn main() -> io::Result<()> {
                 thread::spawn(move || client(log, id, addr))
             })
             .collect();
-        let server = spawn(server(log.child("server"), stats.clone(), listener));
+        let server = task::Builder::new().name("server").spawn(server(
+            log.child("server"),
+            stats.clone(),
+            listener,
+        ));
 
         if wait_for_ctrl_c {
             log.say(format!("press Ctrl-C to stop (or try: nc {addr})"));

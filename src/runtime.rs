@@ -39,6 +39,8 @@ pub struct Builder {
     record_trace: bool,
     /// Allow real sockets in a seeded run.
     allow_real_io: bool,
+    /// Report deadlocks outside seeded mode too.
+    report_deadlocks: bool,
     /// Poll statistics for dumps.
     diagnostics: bool,
     /// The slow-poll threshold.
@@ -62,6 +64,7 @@ impl fmt::Debug for Builder {
             .field("strategy", &self.strategy)
             .field("record_trace", &self.record_trace)
             .field("allow_real_io", &self.allow_real_io)
+            .field("report_deadlocks", &self.report_deadlocks)
             .field("diagnostics", &self.diagnostics)
             .field("slow_poll", &self.slow_poll)
             .field("watchdog", &self.watchdog)
@@ -81,6 +84,7 @@ impl Default for Builder {
             strategy: Strategy::Fifo,
             record_trace: false,
             allow_real_io: false,
+            report_deadlocks: false,
             diagnostics: false,
             slow_poll: None,
             watchdog: None,
@@ -147,6 +151,17 @@ impl Builder {
         self
     }
 
+    /// Panics with the live task tree when nothing can ever make progress (nothing runnable,
+    /// no timer, no socket, no signal, no `unblock` call in flight), instead of blocking
+    /// forever. Seeded runtimes always do; this asks for it in any runtime, typically a
+    /// `start_paused` test, so that a lost wake-up fails the test instead of hanging it.
+    /// Only sound when no other thread holds a waker of the runtime: a wake from another
+    /// thread is exactly what this treats as impossible.
+    pub fn report_deadlocks(mut self, enabled: bool) -> Builder {
+        self.report_deadlocks = enabled;
+        self
+    }
+
     /// Keeps poll counts and poll times per task, so dumps show them (implied by the
     /// slow-poll warning and the watchdog). Off by default: then it costs nothing.
     pub fn diagnostics(mut self, enabled: bool) -> Builder {
@@ -202,6 +217,7 @@ impl Builder {
             ctrl_c: self.ctrl_c,
             deterministic: seed.is_some(),
             allow_real_io: self.allow_real_io,
+            report_deadlocks: self.report_deadlocks,
             dump_on_signal: self.dump_on_signal,
         })?;
         let scheduling = Scheduling {

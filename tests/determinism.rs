@@ -316,3 +316,33 @@ fn pct_is_deterministic_and_finds_the_planted_bug() {
     eprintln!("PCT (depth 3) found the planted bug at seed {found:?}");
     assert!(found.is_some());
 }
+
+#[test]
+fn a_paused_runtime_reports_a_lost_wake_up_as_a_deadlock_when_asked() {
+    // A channel whose sender is forgotten inside the runtime: the receiver can never be
+    // woken. Without `report_deadlocks` a paused (unseeded) runtime would block forever,
+    // since another thread might still hold a waker; with it, the test fails fast.
+    let rt = treeloop::Builder::new()
+        .start_paused(true)
+        .report_deadlocks(true)
+        .build()
+        .unwrap();
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let (sender, mut receiver) = treeloop::sync::oneshot::channel::<u32>();
+            std::mem::forget(sender);
+            let waiter = spawn(async move { receiver.recv().await.is_ok() });
+            let _ = waiter.await;
+        })
+    }))
+    .unwrap_err();
+    let message = report.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("treeloop deadlock"), "{message}");
+    assert_eq!(
+        message.matches("tests/determinism.rs").count(),
+        2,
+        "{message}"
+    );
+    // Timers still count as a way out: a sleep is not a deadlock.
+    rt.block_on(async { sleep(Duration::from_secs(5)).await.unwrap() });
+}

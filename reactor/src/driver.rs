@@ -98,6 +98,9 @@ pub struct ReactorOptions {
     pub deterministic: bool,
     /// Allow real sockets even in deterministic mode (the run is then not reproducible).
     pub allow_real_io: bool,
+    /// Report "nothing can ever wake a task" as a deadlock outside deterministic mode too.
+    /// Only sound if no other thread holds a waker of this runtime (the program promises it).
+    pub report_deadlocks: bool,
     /// SIGUSR1 asks for a dump of the task tree ([`ParkRequest::Dump`]).
     pub dump_on_signal: bool,
 }
@@ -109,6 +112,7 @@ impl Default for ReactorOptions {
             ctrl_c: CtrlCPolicy::Ignore,
             deterministic: false,
             allow_real_io: false,
+            report_deadlocks: false,
             dump_on_signal: false,
         }
     }
@@ -138,8 +142,8 @@ pub struct Reactor {
     wake: Vec<Waker>,
     /// Whether Ctrl-C cancels the root (and a second one exits).
     ctrl_c: CtrlCPolicy,
-    /// Deterministic mode: report deadlocks instead of blocking forever.
-    deterministic: bool,
+    /// Report deadlocks instead of blocking forever (deterministic mode, or asked for).
+    detect_deadlocks: bool,
     /// The SIGUSR1 self-pipe, with `dump_on_signal`.
     dump_signal: Option<SignalPipe>,
     /// A dump was asked for but the last park had a root cancel to report first.
@@ -163,6 +167,7 @@ impl Reactor {
             ctrl_c,
             deterministic,
             allow_real_io,
+            report_deadlocks,
             dump_on_signal,
         } = options;
         let poll = Poll::new()?;
@@ -189,7 +194,7 @@ impl Reactor {
                     RealIo::Allowed
                 },
             }),
-            deterministic,
+            detect_deadlocks: deterministic || report_deadlocks,
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
             ctrl_c,
@@ -236,10 +241,11 @@ impl Reactor {
         // not stop a seeded run from reporting a deadlock.
         let watching_ctrl_c = self.core.signal.borrow().is_some();
         let watching_signals = watching_ctrl_c || self.dump_signal.is_some();
-        // Deterministic mode: with nothing runnable, no timer, no socket, no signal and no
-        // blocking call in flight, nothing can ever wake a task again.
+        // Deterministic mode (or `report_deadlocks`): with nothing runnable, no timer, no
+        // socket, no signal and no blocking call in flight, nothing can ever wake a task
+        // again (other threads are outside a deterministic program, or promised absent).
         if mode == ParkMode::Wait
-            && self.deterministic
+            && self.detect_deadlocks
             && io_sources == 0
             && !watching_ctrl_c
             && self.core.pending_external.get() == 0

@@ -1,0 +1,179 @@
+//! Faults at teardown: a `block_on` abandoned with tasks parked (a panic unwinding out of its
+//! loop, a seeded deadlock report), and runtimes dropped after a failed or abandoned run, whose
+//! tasks' wakers still fire from other threads.
+
+use std::future::poll_fn;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::{Poll, Waker};
+
+use crate::common::{Log, message, ms, ms_since, paused};
+use crate::support::{
+    Bomb, Ledger, LogOnDrop, Stash, assert_still_usable, no_hang, panic_message_of,
+    stash_waker_and_wait, until_cancelled, with_panicking_waker,
+};
+use treeloop::time::{Instant, sleep};
+use treeloop::{Builder, shield, spawn};
+
+// ---------------------------------------------------------------------------------------
+// Runtimes dropped after a failed or abandoned block_on.
+// ---------------------------------------------------------------------------------------
+
+/// Regression test for a fixed bug: a panic nobody took, recorded during a `block_on` that was then abandoned (a panic
+/// unwound out of its loop), is re-raised by the *next* `block_on` on the same runtime. The
+/// teardown that runs when `block_on` unwinds drops every task and clears the tree, but not
+/// `Core::unhandled`. Expected: the next `block_on(async { 5 })` returns 5 (the stale panic
+/// reported, or re-raised by the abandoned run, but not carried into an unrelated one).
+#[test]
+fn bug_an_unhandled_panic_from_an_abandoned_block_on_resurfaces_in_the_next_one() {
+    no_hang(|| {
+        let rt = paused();
+        let reraised = panic_message_of(|| {
+            rt.block_on(async {
+                drop(spawn(async { panic!("unhandled, then abandoned") }));
+                // The unhandled panic fails the root's region, so the foreign sleep is
+                // shielded: it must register its waker for the abandonment to happen.
+                shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
+            })
+        });
+        assert_eq!(reraised, "foreign wake boom");
+        let next = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { 5 })))
+            .map_err(|payload| message(&*payload));
+        assert_eq!(next, Ok(5));
+    });
+}
+
+#[test]
+fn a_runtime_dropped_after_its_root_panicked_ignores_the_wakers_of_its_tasks() {
+    no_hang(|| {
+        let rt = paused();
+        let ledger = Ledger::new();
+        let log = Log::new();
+        let stash = Stash::default();
+        let reraised = panic_message_of(|| {
+            rt.block_on({
+                let (ledger, log, stash) = (ledger.clone(), log.clone(), stash.clone());
+                async move {
+                    let start = Instant::now();
+                    for name in ["parked 0", "parked 1", "parked 2"] {
+                        let (log, stash) = (log.clone(), stash.clone());
+                        drop(spawn(ledger.track(name, async move {
+                            // Hands out its waker, then waits to be cancelled.
+                            poll_fn(|cx| {
+                                stash.borrow_mut().push(cx.waker().clone());
+                                Poll::Ready(())
+                            })
+                            .await;
+                            let why = until_cancelled().await;
+                            shield(sleep(ms(2))).await.unwrap();
+                            log.push(format!(
+                                "{name} saw {:?}, cleaned up at {}",
+                                why.reason(),
+                                ms_since(start)
+                            ));
+                        })));
+                    }
+                    sleep(ms(1)).await.unwrap();
+                    panic!("root boom with parked children");
+                }
+            })
+        });
+        assert_eq!(reraised, "root boom with parked children");
+        assert_eq!(
+            log.take(),
+            [
+                "parked 0 saw Failure, cleaned up at 3",
+                "parked 1 saw Failure, cleaned up at 3",
+                "parked 2 saw Failure, cleaned up at 3",
+            ]
+        );
+        let polls: Vec<usize> = ["parked 0", "parked 1", "parked 2"]
+            .iter()
+            .map(|name| ledger.counts(name).polls)
+            .collect();
+        assert_still_usable(&rt);
+        drop(rt);
+        let wakers = stash.take();
+        assert_eq!(wakers.len(), 3);
+        // Wake every task of the dropped runtime from another thread, many times over.
+        std::thread::spawn(move || {
+            for _ in 0..1_000 {
+                wakers.iter().for_each(Waker::wake_by_ref);
+            }
+            wakers.into_iter().for_each(Waker::wake);
+        })
+        .join()
+        .expect("waking a dropped runtime's tasks is a no-op");
+        for (name, polls) in ["parked 0", "parked 1", "parked 2"].iter().zip(polls) {
+            assert_eq!(
+                ledger.counts(name).polls,
+                polls,
+                "{name} polled after the runtime was dropped"
+            );
+        }
+        ledger.assert_each_dropped_once(&["parked 0", "parked 1", "parked 2"]);
+        // A new runtime on this thread is not disturbed.
+        assert_still_usable(&paused());
+    });
+}
+
+#[test]
+fn a_deadlocked_block_on_is_abandoned_with_its_parked_tasks_dropped_once_and_the_runtime_survives()
+{
+    no_hang(|| {
+        // Seeded: nothing can ever wake these tasks, so the loop reports a deadlock (a panic
+        // out of `block_on`) instead of blocking forever.
+        let rt = Builder::new().seed(5).build().expect("runtime");
+        let ledger = Ledger::new();
+        let log = Log::new();
+        let stash = Stash::default();
+        let report = panic_message_of(|| {
+            rt.block_on(ledger.track("root", {
+                let (ledger, log, stash) = (ledger.clone(), log.clone(), stash.clone());
+                async move {
+                    let start = Instant::now();
+                    drop(spawn(ledger.track(
+                        "foreign waiter",
+                        stash_waker_and_wait(stash.clone()),
+                    )));
+                    let stuck = spawn(ledger.track("stuck in cleanup", {
+                        let (log, stash) = (log.clone(), stash.clone());
+                        async move {
+                            until_cancelled().await;
+                            let _dropped = LogOnDrop {
+                                log,
+                                what: "stuck in cleanup dropped",
+                                start,
+                            };
+                            shield(stash_waker_and_wait(stash)).await;
+                        }
+                    }));
+                    drop(spawn(ledger.track(
+                        "drop bomb",
+                        Bomb {
+                            poll_panic: None,
+                            drop_panic: Some("drop boom during teardown"),
+                        },
+                    )));
+                    sleep(ms(1)).await.unwrap();
+                    stuck.cancel();
+                    stash_waker_and_wait(stash).await;
+                }
+            }))
+        });
+        assert!(report.starts_with("treeloop deadlock"), "got: {report}");
+        ledger.assert_each_dropped_once(&[
+            "root",
+            "foreign waiter",
+            "stuck in cleanup",
+            "drop bomb",
+        ]);
+        assert_eq!(log.take(), ["stuck in cleanup dropped at 1"]);
+        assert_still_usable(&rt);
+        drop(rt);
+        let wakers = stash.take();
+        assert_eq!(wakers.len(), 3, "two tasks' wakers and the root's");
+        std::thread::spawn(move || wakers.into_iter().for_each(Waker::wake))
+            .join()
+            .expect("waking a dropped runtime's tasks is a no-op");
+    });
+}

@@ -186,16 +186,15 @@ impl<F: Future> Future for TaskFuture<F> {
                     // The handle may have been dropped while the children finished.
                     let outcome = route_unobserved_panic(&core, key, outcome);
                     #[cfg(feature = "tracing")]
-                    let id = core.tree.borrow().node(key).id;
-                    #[cfg(feature = "tracing")]
-                    crate::events::completed(
-                        id,
-                        match &outcome {
+                    {
+                        let id = core.tree.borrow().node(key).id;
+                        let how = match &outcome {
                             Outcome::Returned(_) => "returned",
                             Outcome::Panicked(_) | Outcome::Reported => "panicked",
                             Outcome::Aborted => "aborted",
-                        },
-                    );
+                        };
+                        crate::events::completed(id, how);
+                    }
                     core.finish(key);
                     return Poll::Ready(outcome);
                 }
@@ -224,19 +223,17 @@ fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outc
     let Outcome::Panicked(payload) = outcome else {
         return outcome;
     };
-    let (join, parent, task) = {
-        let tree = core.tree.borrow();
-        let node = tree.node(key);
-        let parent = tree.parent(key).map(|p| tree.node_ref(p));
-        let task = match tree.name(key) {
-            Some(name) => format!("task {name:?} spawned at {}", node.location),
-            None => format!("task spawned at {}", node.location),
-        };
-        (node.join, parent, task)
-    };
-    if join == JoinInterest::Handle {
+    let tree = core.tree.borrow();
+    let node = tree.node(key);
+    if node.join == JoinInterest::Handle {
         return Outcome::Panicked(payload);
     }
+    let parent = tree.parent(key).map(|p| tree.node_ref(p));
+    let task = match tree.name(key) {
+        Some(name) => format!("task {name:?} spawned at {}", node.location),
+        None => format!("task spawned at {}", node.location),
+    };
+    drop(tree);
     core.report_unhandled(parent, payload, task);
     Outcome::Reported
 }

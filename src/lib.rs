@@ -44,6 +44,11 @@
 //! });
 //! assert_eq!(log, "operation cancelled: cancel was requested; cleaned up at 6s");
 //! ```
+//!
+//! **See inside.** [`dump`] returns the live tree (names from [`task::Builder`], states,
+//! spawn locations); [`Builder::stall_watchdog`] names the tasks of a cancelled subtree that
+//! make no progress and why, [`Builder::slow_poll_threshold`] the polls that block the loop.
+//! Reports arrive as [`diag::Report`] values at [`Builder::report_sink`] (stderr by default).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -55,9 +55,7 @@ impl<E: Cancellation + 'static> Scope<E> {
         F: Future<Output = Result<R, E>> + 'static,
         R: 'static,
     {
-        let member = Member::new(future, self.state.clone());
-        let handle = self.state.region.spawn(member)?;
-        Ok(ScopedJoinHandle::new(handle))
+        self.spawn_with(TaskBuilder::new(), future)
     }
 
     /// [`spawn`](Self::spawn) with a name, shown in dumps, watchdog reports and slow-poll
@@ -72,10 +70,22 @@ impl<E: Cancellation + 'static> Scope<E> {
         F: Future<Output = Result<R, E>> + 'static,
         R: 'static,
     {
+        self.spawn_with(TaskBuilder::new().name(name), future)
+    }
+
+    /// Spawns `future` as a member, configured by `builder`.
+    #[track_caller]
+    fn spawn_with<F, R>(
+        &self,
+        builder: TaskBuilder,
+        future: F,
+    ) -> Result<ScopedJoinHandle<R>, SpawnError>
+    where
+        F: Future<Output = Result<R, E>> + 'static,
+        R: 'static,
+    {
         let member = Member::new(future, self.state.clone());
-        let handle = TaskBuilder::new()
-            .name(name)
-            .spawn_in(&self.state.region, member)?;
+        let handle = builder.spawn_in(&self.state.region, member)?;
         Ok(ScopedJoinHandle::new(handle))
     }
 

@@ -59,26 +59,43 @@ fn arb_tree(depth: u32, size: u32, expected_branch: u32, branch: u32) -> BoxedSt
                         members,
                     }),
                 1 => inner.clone().prop_map(|inner| Tree::Shield(Box::new(inner))),
-                1 => (raw_time(), inner).prop_map(|(after, body)| Tree::Timeout {
-                    after,
-                    body: Box::new(body),
-                }),
+                1 => (prop::bool::weighted(0.3), raw_time(), inner).prop_map(
+                    |(zero, after, body)| Tree::Timeout {
+                        // A zero timeout, where `Plan::new` allows it.
+                        after: if zero { 0 } else { after },
+                        body: Box::new(body),
+                    }
+                ),
             ]
         })
         .boxed()
 }
 
-/// Up to `branch` children, some cancelled through their handle, some detached.
+/// Up to `branch` children, some cancelled or aborted through their handle, some detached,
+/// some spawned late.
 fn arb_children(tree: BoxedStrategy<Tree>, branch: u32) -> impl Strategy<Value = Vec<Child>> {
     let child = (
         tree,
         prop::option::weighted(0.15, raw_time()),
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.4),
+        prop::option::weighted(0.1, raw_time()),
     )
-        .prop_map(|(tree, cancel, detached)| Child {
-            tree,
-            cancel,
-            detached,
+        .prop_map(|(tree, cancel, detached, abort, delay)| {
+            let abort = abort && cancel.is_some();
+            Child {
+                // An aborted `Spawn` node drops the handles of its children, and with them
+                // who takes their panics; the oracle does not model that, so its subtree
+                // fails instead of panicking.
+                tree: match tree {
+                    Tree::Spawn(_) if abort => without_panics(tree),
+                    tree => tree,
+                },
+                cancel,
+                detached,
+                abort,
+                delay,
+            }
         });
     prop::collection::vec(child, 0..=branch as usize)
 }
@@ -96,4 +113,46 @@ pub fn arb_case() -> impl Strategy<Value = Case> {
         tree,
         scheduler_seed,
     })
+}
+
+/// `tree` with every panicking leaf replaced by a failing one.
+fn without_panics(tree: Tree) -> Tree {
+    let children = |children: Vec<Child>| {
+        children
+            .into_iter()
+            .map(|child| Child {
+                tree: without_panics(child.tree),
+                ..child
+            })
+            .collect()
+    };
+    match tree {
+        Tree::Leaf {
+            action: Action::Panic,
+            at,
+            ..
+        } => Tree::Leaf {
+            action: Action::Fail,
+            at,
+            cleanup_fails: false,
+        },
+        leaf @ Tree::Leaf { .. } => leaf,
+        Tree::Spawn(kids) => Tree::Spawn(children(kids)),
+        Tree::Scope {
+            supervise,
+            self_cancel,
+            body,
+            members,
+        } => Tree::Scope {
+            supervise,
+            self_cancel,
+            body: body.map(|body| Box::new(without_panics(*body))),
+            members: children(members),
+        },
+        Tree::Shield(inner) => Tree::Shield(Box::new(without_panics(*inner))),
+        Tree::Timeout { after, body } => Tree::Timeout {
+            after,
+            body: Box::new(without_panics(*body)),
+        },
+    }
 }

@@ -35,12 +35,28 @@ pub fn child(tree: Tree) -> Child {
         tree,
         cancel: None,
         detached: false,
+        abort: false,
+        delay: None,
     }
 }
 
 pub fn cancelled_at(at: u16, tree: Tree) -> Child {
     Child {
         cancel: Some(at),
+        ..child(tree)
+    }
+}
+
+pub fn aborted_at(at: u16, tree: Tree) -> Child {
+    Child {
+        abort: true,
+        ..cancelled_at(at, tree)
+    }
+}
+
+pub fn spawned_at(at: u16, tree: Tree) -> Child {
+    Child {
+        delay: Some(at),
         ..child(tree)
     }
 }

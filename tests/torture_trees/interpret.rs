@@ -10,9 +10,10 @@ use std::panic;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use treeloop::sync::mpsc::{self, RecvError};
-use treeloop::time::{Instant, sleep_until, timeout_at};
+use treeloop::time::{Instant, sleep_until, timeout, timeout_at};
 use treeloop::{
     Cancelled, JoinError, Scope, ScopeError, checkpoint, scope, shield, spawn, supervisor,
     yield_now,
@@ -117,6 +118,14 @@ pub fn run(harness: &Rc<Harness>, id: NodeId) -> NodeFuture {
             supervise, members, ..
         } => Box::pin(scope_node(h.clone(), id, supervise, members)),
         Kind::Shield(inner) => Box::pin(shield(run(&h, inner))),
+        Kind::Timeout { deadline: 0, body } => {
+            let body = run(&h, body);
+            Box::pin(async move {
+                timeout(Duration::ZERO, body)
+                    .await
+                    .unwrap_or(Err(TreeError::Elapsed(id)))
+            })
+        }
         Kind::Timeout { deadline, body } => {
             let deadline = h.instant(deadline);
             let body = run(&h, body);
@@ -254,21 +263,37 @@ async fn ignore_cancellation_until(h: &Rc<Harness>, id: NodeId, until: Instant) 
 }
 
 /// Spawns the children (joined ones keep their handle in the registry; detached ones drop
-/// it at once), joins the joined ones in a shield, waits for the detached ones to be gone,
+/// it at once; delayed ones only at their time), joins the joined ones in a shield, waits for the detached ones to be gone,
 /// and combines the results (see [`combine_joined`]).
 async fn spawn_node(h: Rc<Harness>, id: NodeId, children: Vec<NodeId>) -> NodeResult {
     let detached = |child: NodeId| h.plan.nodes[child].launch == Launch::Detached;
     let all_gone = Countdown::new(children.iter().filter(|&&c| detached(c)).count());
+    let spawn_joined = |child: NodeId| {
+        let task = Rc::new(JoinedTask(RefCell::new(spawn(run(&h, child)))));
+        h.tasks.borrow_mut()[child] = Some(task.clone());
+        task
+    };
     let mut joined = Vec::new();
+    let mut delayed = Vec::new();
     for &child in &children {
         if detached(child) {
             drop(spawn(all_gone.track(run(&h, child))));
+        } else if let Some(at) = h.plan.nodes[child].launch.delay() {
+            delayed.push((at, child));
         } else {
-            let task = Rc::new(JoinedTask(RefCell::new(spawn(run(&h, child)))));
-            h.tasks.borrow_mut()[child] = Some(task.clone());
-            joined.push((child, task));
+            joined.push((child, spawn_joined(child)));
         }
     }
+    // The late ones, each at its time (a shielded sleep: the spawn happens even when the
+    // region was cancelled meanwhile, R8).
+    delayed.sort_unstable();
+    for (at, child) in delayed {
+        if let Err(cancelled) = shield(sleep_until(h.instant(at))).await {
+            h.violation(format!("#{id}: a shielded sleep failed: {cancelled}"));
+        }
+        joined.push((child, spawn_joined(child)));
+    }
+    joined.sort_by_key(|&(child, _)| child);
     let mut outcomes = Vec::new();
     for (child, task) in joined {
         // A join in a possibly cancelled region: shielded, so it waits for the outcome.
@@ -296,6 +321,8 @@ fn combine_joined(
                 cancelled.get_or_insert(c);
             }
             Ok(Err(error)) => errors.push(error),
+            // R20: the abort is this child's failure, in child order like the others.
+            Err(err) if err.is_aborted() => errors.push(TreeError::Aborted(child)),
             Err(err) if err.is_panic() => {
                 let payload = err.into_panic();
                 if first_panic.is_none() {
@@ -380,13 +407,14 @@ pub async fn root(h: Rc<Harness>) -> NodeResult {
     result
 }
 
-/// Sleeps to each scheduled cancel's instant and cancels its target.
+/// Sleeps to each scheduled cancel's instant and cancels (or aborts) its target.
 async fn cancel_on_schedule(h: Rc<Harness>) {
     for &(at, target) in &h.plan.cancels {
         if let Err(cancelled) = sleep_until(h.instant(at)).await {
             h.violation(format!("the shielded canceller was cancelled: {cancelled}"));
         }
         match target {
+            Target::Task(id) if h.plan.nodes[id].launch.abort().is_some() => h.task(id).abort(),
             Target::Task(id) => h.task(id).cancel(),
             Target::Scope(id) => {
                 let scope = h.scopes.borrow()[id].clone();

@@ -1,17 +1,20 @@
 //! Torture: random task trees (issue 9). Proptest generates trees of up to ~2,000 tasks
 //! that mix plain spawns (joined or detached), scopes and supervisor scopes (whose bodies
-//! may run a subtree too), shields and timeouts, over leaves that sleep, yield, pass
-//! messages over a channel, fail, panic, fail in their cleanup, or ignore cancellation for
-//! a while; some tasks and scopes are cancelled at random virtual times. An oracle computes
+//! may run a subtree too), shields and timeouts (a few of them `Duration::ZERO`), over
+//! leaves that sleep, yield, pass messages over a channel, fail, panic, fail in their
+//! cleanup, or ignore cancellation for a while; some tasks and scopes are cancelled at
+//! random virtual times, some tasks aborted (`JoinHandle::abort`, R20), and some leaves
+//! spawned late, into a region that may be cancelled by then (R8). An oracle computes
 //! from the tree alone what must happen, the tree runs on virtual time, and every case
 //! checks that:
 //!
 //! - `block_on` returns the predicted value, or re-raises the predicted panic (R3, R17);
 //! - every node returns (or panics) at the predicted virtual instant with the predicted
 //!   result: a scope's errors are exactly the failures injected under it, none lost, none
-//!   invented, in the order they happened (R13–R16, R18);
+//!   invented, in the order they happened (R13–R16, R18); an aborted node never returns,
+//!   and its join says aborted once its children finished (R20);
 //! - every cleanup ran exactly once: the synchronous one always, the awaiting one (inside a
-//!   shield) unless the leaf panicked (R11, R12);
+//!   shield) unless the leaf panicked or was aborted (R11, R12, R20);
 //! - every future was created once and dropped once (instrumented drop counters);
 //! - no task finished while a descendant's future was still alive, and no node returned
 //!   before every task below it had finished (R2, R4);
@@ -23,8 +26,10 @@
 //!
 //! Every timed event of a tree (a leaf's wake-up, a deadline, a scheduled cancel) gets a
 //! virtual millisecond of its own: the generator draws raw times and [`Plan::new`] ranks
-//! them. Everything else takes no virtual time: all nodes start at 0 ms, and cleanup awaits
-//! a shielded `yield_now`. So at any instant exactly one timed event happens, and whatever
+//! them. Everything else takes no virtual time: all nodes start at 0 ms (a late-spawned
+//! leaf at its spawn's own instant; a zero timeout's deadline is the one event at 0 ms, see
+//! [`Plan::new`]), and cleanup awaits a shielded `yield_now`. So at any instant exactly
+//! one timed event happens, and whatever
 //! else happens at that instant is its consequence. That makes each node's fate a function
 //! of the earliest cancellation that reaches it (see [`oracle`]); where the order of two
 //! consequences is genuinely up to the scheduler (two members failing at one instant because
@@ -73,7 +78,8 @@ use treeloop::{CancelReason, Cancelled, Scope, scope};
 use crate::check::{Order, runtime};
 use crate::generate::arb_case;
 use crate::hand_checked::{
-    assert_hand_checked, cancelled_at, child, detached, fail_fast, leaf, with_failing_cleanup,
+    aborted_at, assert_hand_checked, cancelled_at, child, detached, fail_fast, leaf, spawned_at,
+    with_failing_cleanup,
 };
 use crate::oracle::{BlockOn, Expect, Out};
 use crate::outcome::{
@@ -176,6 +182,97 @@ fn a_detached_panic_cancels_its_siblings_but_not_a_shield_and_block_on_re_raises
             (0, 3, failure),
         ],
         BlockOn::Panics(vec![1]),
+    );
+}
+
+#[test]
+fn an_aborted_task_is_dropped_at_once_and_finishes_after_its_cancelled_children() {
+    // At 2 ms #1 is aborted: its future is dropped, its children are cancelled (#3 already
+    // finished, #4 at once, the stubborn #2 only at 3 ms), and its join says aborted at
+    // 3 ms (R20). #5 is aborted at 5 ms, before it could panic at 6 ms; #6 returned at
+    // 7 ms, before its abort at 8 ms, which then does nothing.
+    let tree = Tree::Spawn(vec![
+        aborted_at(
+            2,
+            Tree::Spawn(vec![
+                child(leaf(Action::Stubborn, 4)),
+                child(leaf(Action::Sleep, 1)),
+                child(leaf(Action::Sleep, 5)),
+            ]),
+        ),
+        aborted_at(6, leaf(Action::Panic, 7)),
+        aborted_at(9, leaf(Action::Sleep, 8)),
+    ]);
+    let explicit = Out::Err(Expect::Cancelled(CancelReason::Explicit));
+    let aborted = Out::Err(Expect::Joined(
+        0,
+        vec![Expect::Aborted(1), Expect::Aborted(5)],
+    ));
+    assert_hand_checked(
+        tree,
+        &[
+            (1, 3, Out::Aborted),
+            (2, 3, explicit.clone()),
+            (3, 1, Out::Ok),
+            (4, 2, explicit),
+            (5, 5, Out::Aborted),
+            (6, 7, Out::Ok),
+            (0, 7, aborted.clone()),
+        ],
+        BlockOn::Returns(aborted),
+    );
+}
+
+#[test]
+fn a_task_spawned_into_a_cancelled_region_sees_it_at_its_first_await_point() {
+    // #1 is cancelled at 1 ms and spawns #2 at 2 ms and #3 at 4 ms into its cancelled
+    // region: #2's first await fails at once, the stubborn #3's only at 5 ms (R8, R9). #4
+    // is spawned at 6 ms into a region that is not cancelled and runs to its end.
+    let tree = Tree::Spawn(vec![
+        cancelled_at(
+            1,
+            Tree::Spawn(vec![
+                spawned_at(2, leaf(Action::Sleep, 3)),
+                spawned_at(4, leaf(Action::Stubborn, 5)),
+            ]),
+        ),
+        spawned_at(6, leaf(Action::Sleep, 7)),
+    ]);
+    let explicit = Out::Err(Expect::Cancelled(CancelReason::Explicit));
+    assert_hand_checked(
+        tree,
+        &[
+            (2, 2, explicit.clone()),
+            (3, 5, explicit.clone()),
+            (1, 5, explicit.clone()),
+            (4, 7, Out::Ok),
+            (0, 7, explicit.clone()),
+        ],
+        BlockOn::Returns(explicit),
+    );
+}
+
+#[test]
+fn a_zero_timeout_fails_at_once_and_its_failure_cancels_the_scope_at_that_instant() {
+    // `timeout(Duration::ZERO, ..)` cancels its body before its first poll: #2's first
+    // await fails, #1 returns `Elapsed` at 0 ms (R16), and the scope cancels #3 then.
+    let tree = fail_fast(vec![
+        child(Tree::Timeout {
+            after: 0,
+            body: Box::new(leaf(Action::Sleep, 2)),
+        }),
+        child(leaf(Action::Sleep, 1)),
+    ]);
+    let scope_error = Expect::Scope(0, vec![vec![Expect::Elapsed(1)]]);
+    assert_hand_checked(
+        tree,
+        &[
+            (2, 0, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+            (1, 0, Out::Err(Expect::Elapsed(1))),
+            (3, 0, Out::Err(Expect::Cancelled(CancelReason::Failure))),
+            (0, 0, Out::Err(scope_error.clone())),
+        ],
+        BlockOn::Returns(Out::Err(scope_error)),
     );
 }
 

@@ -19,6 +19,11 @@
 //! - A scope reads its region's mark as it returns (R15). A cancel at that very instant was
 //!   there first, unless a timed event inside the scope happened then: the only way out of
 //!   a scope is its result, so such a cancel is a consequence of the scope's return.
+//! - An aborted task (R20) is cancelled like a cancelled one; if its future had not
+//!   returned by the abort, it never does, and the task finishes (its join says aborted)
+//!   when it would have returned under that cancellation: a leaf's or a `Spawn` node's
+//!   future only waits for its children. A leaf spawned late sees a cancellation that
+//!   reached its region before at its first await point, as it starts (R8).
 //! - A scope hears of its members' failures in the order they happen; at one instant, the
 //!   failure that cancelled the scope comes before those its cancel caused, and failures
 //!   caused together (one cancel reaching several members) come in any order.
@@ -62,6 +67,7 @@ pub enum Expect {
     Injected(NodeId),
     CleanupFailed(NodeId),
     Elapsed(NodeId),
+    Aborted(NodeId),
     Joined(NodeId, Vec<Expect>),
     /// A scope's errors as groups: the groups come in this order, the errors within a
     /// group in any order (they happened at one instant, as consequences of one event
@@ -76,6 +82,8 @@ pub enum Out {
     Err(Expect),
     /// Panics with the payload of one of these leaves (usually exactly one).
     Panic(Vec<NodeId>),
+    /// Never returns: dropped by `abort()` (R20). The instant is when its task finishes.
+    Aborted,
 }
 
 impl Out {
@@ -83,7 +91,7 @@ impl Out {
     fn failed(&self) -> bool {
         match self {
             Out::Ok | Out::Err(Expect::Cancelled(_)) => false,
-            Out::Err(_) | Out::Panic(_) => true,
+            Out::Err(_) | Out::Panic(_) | Out::Aborted => true,
         }
     }
 }
@@ -188,11 +196,28 @@ impl Oracle<'_> {
         children
             .iter()
             .map(|&child| {
-                let own = self.plan.nodes[child]
-                    .launch
+                let launch = self.plan.nodes[child].launch;
+                let own = launch
                     .cancel()
                     .map(|at| CancelAt::new(at, CancelReason::Explicit));
-                self.eval(child, earliest(cancel, own))
+                // R8: spawned late into a region cancelled before, it sees the
+                // cancellation at its first await point, as it starts.
+                let start = launch.delay().unwrap_or(0);
+                let reaches =
+                    earliest(cancel, own).map(|c| CancelAt::new(c.at.max(start), c.reason));
+                let mut eval = self.eval(child, reaches);
+                // R20: an abort cancels like a cancel; a future that had not returned by
+                // then is dropped at once (the abort wakes it), and its task finishes when
+                // its children have: for a leaf (its helper) and a `Spawn` node alike,
+                // when it would have returned under that cancel.
+                if launch.abort().is_some_and(|at| eval.at >= at) {
+                    eval.out = Out::Aborted;
+                    self.predictions[child] = Some(Prediction {
+                        at: eval.at,
+                        out: Out::Aborted,
+                    });
+                }
+                eval
             })
             .collect()
     }
@@ -221,12 +246,12 @@ impl Oracle<'_> {
                     unhandled.push((eval.at, child));
                 }
             } else {
-                joined.push(&eval.out);
+                joined.push((child, &eval.out));
             }
         }
         // As `combine_joined` does it: the first panic in child order is re-raised;
         // else the real errors in child order; else the first cancellation.
-        let out = if let Some(leaves) = joined.iter().find_map(|out| match out {
+        let out = if let Some(leaves) = joined.iter().find_map(|(_, out)| match out {
             Out::Panic(leaves) => Some(leaves),
             _ => None,
         }) {
@@ -234,13 +259,14 @@ impl Oracle<'_> {
         } else {
             let errors: Vec<Expect> = joined
                 .iter()
-                .filter(|out| out.failed())
-                .map(|out| match out {
+                .filter(|(_, out)| out.failed())
+                .map(|&(child, out)| match out {
                     Out::Err(error) => error.clone(),
+                    Out::Aborted => Expect::Aborted(child),
                     _ => unreachable!("panics were handled above"),
                 })
                 .collect();
-            let cancelled = joined.iter().find_map(|out| match out {
+            let cancelled = joined.iter().find_map(|(_, out)| match out {
                 Out::Err(Expect::Cancelled(reason)) => Some(*reason),
                 _ => None,
             });
@@ -408,7 +434,8 @@ pub fn error_matches(actual: &TreeError, expected: &Expect) -> bool {
         (TreeError::Cancelled(c), Expect::Cancelled(reason)) => c.reason() == *reason,
         (TreeError::Injected(a), Expect::Injected(b))
         | (TreeError::CleanupFailed(a), Expect::CleanupFailed(b))
-        | (TreeError::Elapsed(a), Expect::Elapsed(b)) => a == b,
+        | (TreeError::Elapsed(a), Expect::Elapsed(b))
+        | (TreeError::Aborted(a), Expect::Aborted(b)) => a == b,
         (TreeError::Joined(a, errors), Expect::Joined(b, expected)) => {
             a == b
                 && errors.len() == expected.len()

@@ -21,6 +21,8 @@ pub enum TreeError {
     CleanupFailed(NodeId),
     /// A timeout node's deadline passed.
     Elapsed(NodeId),
+    /// A joined child's task was aborted (its join said so).
+    Aborted(NodeId),
     /// A `Spawn` node's joined children failed: their errors in child order.
     Joined(NodeId, Vec<TreeError>),
     /// A scope failed: `first` then `rest`, as `ScopeError::Failed` gave them.

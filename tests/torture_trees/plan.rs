@@ -52,7 +52,8 @@ pub enum Tree {
     },
     /// `shield(inner)`.
     Shield(Box<Tree>),
-    /// `timeout(after, body)`.
+    /// `timeout(after, body)`; `after == 0` is `timeout(Duration::ZERO, body)` where
+    /// [`Plan::new`] allows it (else it counts as the earliest raw time).
     Timeout { after: u16, body: Box<Tree> },
 }
 
@@ -64,6 +65,12 @@ pub struct Child {
     pub cancel: Option<u16>,
     /// A leaf spawned with its `JoinHandle` dropped at once (only under a `Spawn`).
     pub detached: bool,
+    /// Its handle is aborted (`JoinHandle::abort`, R20) rather than cancelled at `cancel`
+    /// (only a leaf or a `Spawn` node under a `Spawn`; see [`Launch::Joined`]).
+    pub abort: bool,
+    /// Spawned only at this time, into a region that may be cancelled by then (R8; only a
+    /// leaf under a `Spawn` that is not itself aborted; see [`Launch::Delayed`]).
+    pub delay: Option<u16>,
 }
 
 /// One generated case: a tree and the seed of its randomised schedule.
@@ -78,10 +85,17 @@ pub struct Case {
 pub enum Launch {
     /// Awaited in place by its parent (a shield's or timeout's body; the top node).
     Inline,
-    /// A task spawned by a `Spawn` node, which keeps the handle and joins it.
-    Joined { cancel: Option<Time> },
+    /// A task spawned by a `Spawn` node, which keeps the handle and joins it. With `abort`,
+    /// the handle is aborted at `cancel` instead: its subtree is cancelled, and its future
+    /// (a leaf's or a `Spawn` node's: neither has a node inline below it) is dropped at its
+    /// next poll unless it returned already; the task finishes when its children have.
+    Joined { cancel: Option<Time>, abort: bool },
     /// A leaf task spawned by a `Spawn` node, its handle dropped at once.
     Detached,
+    /// A leaf task that a `Spawn` node spawns at `at` (before the leaf's own time), then
+    /// joins like a `Joined` one. Its handle is never cancelled; a cancellation that reached
+    /// the region before `at` is seen at its first await point, at `at` (R8).
+    Delayed { at: Time },
     /// A scope member.
     Member { cancel: Option<Time> },
     /// A scope's body: awaited in place inside the scope's region.
@@ -92,14 +106,36 @@ impl Launch {
     /// When the node's handle is cancelled, if ever.
     pub fn cancel(self) -> Option<Time> {
         match self {
-            Launch::Joined { cancel } | Launch::Member { cancel } => cancel,
-            Launch::Inline | Launch::Detached | Launch::Body => None,
+            Launch::Joined { cancel, .. } | Launch::Member { cancel } => cancel,
+            Launch::Inline | Launch::Detached | Launch::Delayed { .. } | Launch::Body => None,
+        }
+    }
+
+    /// When the node's task is spawned, if later than 0 ms.
+    pub fn delay(self) -> Option<Time> {
+        match self {
+            Launch::Delayed { at } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// When the node's handle is aborted, if ever.
+    pub fn abort(self) -> Option<Time> {
+        match self {
+            Launch::Joined {
+                cancel,
+                abort: true,
+            } => cancel,
+            _ => None,
         }
     }
 
     /// Whether the test keeps a handle to the node's task.
     fn has_handle(self) -> bool {
-        matches!(self, Launch::Joined { .. } | Launch::Member { .. })
+        matches!(
+            self,
+            Launch::Joined { .. } | Launch::Delayed { .. } | Launch::Member { .. }
+        )
     }
 }
 
@@ -120,6 +156,7 @@ pub enum Kind {
         members: Vec<NodeId>,
     },
     Shield(NodeId),
+    /// A deadline of 0 ms is `timeout(Duration::ZERO, body)`.
     Timeout {
         deadline: Time,
         body: NodeId,
@@ -170,28 +207,39 @@ pub struct Plan {
 impl Plan {
     /// Numbers the nodes in preorder and replaces every raw time by its rank among all of
     /// the tree's times (ties broken by preorder), plus one: 1 ms, 2 ms, ... So no two timed
-    /// events share an instant, none happens at 0 ms, and shrinking a raw time moves its
-    /// event earlier without colliding with the others.
+    /// events share an instant, and shrinking a raw time moves its event earlier without
+    /// colliding with the others.
+    ///
+    /// The one exception is a zero timeout, whose deadline is 0 ms: it cancels its body
+    /// before its first poll. At most one per tree (the first in preorder) keeps 0 ms, and
+    /// only around a leaf, and only in a tree where every scope has a leaf below it: a
+    /// scope without one ends at 0 ms too, and whether it saw a cancellation caused at that
+    /// instant would be up to the scheduler. So 0 ms still has one timed event at most.
     pub fn new(tree: &Tree) -> Plan {
-        let mut builder = PlanBuilder::default();
+        let mut builder = PlanBuilder {
+            zero_allowed: !has_leafless_scope(tree),
+            ..PlanBuilder::default()
+        };
         builder.add(tree, None, Launch::Inline);
-        let PlanBuilder { mut nodes, raw } = builder;
+        let PlanBuilder { mut nodes, raw, .. } = builder;
         let mut by_rank: Vec<usize> = (0..raw.len()).collect();
         by_rank.sort_by_key(|&slot| (raw[slot], slot));
+        let zeros = raw.iter().filter(|&&raw| raw == 0).count();
         let mut instant = vec![0; raw.len()];
-        for (rank, &slot) in by_rank.iter().enumerate() {
-            instant[slot] = rank as Time + 1;
+        for (rank, &slot) in by_rank.iter().enumerate().skip(zeros) {
+            instant[slot] = (rank - zeros) as Time + 1;
         }
         let fix = |slot: &mut Time| *slot = instant[*slot as usize];
         let mut cancels = Vec::new();
         for (id, node) in nodes.iter_mut().enumerate() {
             match &mut node.launch {
-                Launch::Joined { cancel } | Launch::Member { cancel } => {
+                Launch::Joined { cancel, .. } | Launch::Member { cancel } => {
                     if let Some(at) = cancel {
                         fix(at);
                         cancels.push((*at, Target::Task(id)));
                     }
                 }
+                Launch::Delayed { at } => fix(at),
                 Launch::Inline | Launch::Detached | Launch::Body => {}
             }
             match &mut node.kind {
@@ -232,7 +280,8 @@ impl Plan {
                 Kind::Scope { self_cancel, .. } => *self_cancel == Some(t),
                 Kind::Spawn(_) | Kind::Shield(_) => false,
             };
-            if timed || (node != id && launch.cancel() == Some(t)) {
+            let launched = launch.cancel() == Some(t) || launch.delay() == Some(t);
+            if timed || (node != id && launched) {
                 return true;
             }
             stack.extend_from_slice(kind.children());
@@ -266,6 +315,7 @@ impl Plan {
             Launch::Inline => {}
             Launch::Joined { .. } => write!(f, "spawned ")?,
             Launch::Detached => write!(f, "detached ")?,
+            Launch::Delayed { at } => write!(f, "spawned at {at}ms: ")?,
             Launch::Member { .. } => write!(f, "member ")?,
             Launch::Body => write!(f, "body: ")?,
         }
@@ -299,9 +349,12 @@ impl Plan {
                 }
             }
             Kind::Shield(_) => write!(f, "shield")?,
+            Kind::Timeout { deadline: 0, .. } => write!(f, "timeout(Duration::ZERO)")?,
             Kind::Timeout { deadline, .. } => write!(f, "timeout at {deadline}ms")?,
         }
-        if let Some(at) = node.launch.cancel() {
+        if let Some(at) = node.launch.abort() {
+            write!(f, "; handle aborted at {at}ms")?;
+        } else if let Some(at) = node.launch.cancel() {
             write!(f, "; handle cancelled at {at}ms")?;
         }
         writeln!(f)?;
@@ -334,6 +387,32 @@ impl fmt::Display for Plan {
 struct PlanBuilder {
     nodes: Vec<PlanNode>,
     raw: Vec<u16>,
+    /// Whether a zero timeout may still keep its 0 ms (see [`Plan::new`]).
+    zero_allowed: bool,
+}
+
+/// Whether some scope of `tree` has no leaf below it.
+fn has_leafless_scope(tree: &Tree) -> bool {
+    fn walk(tree: &Tree, leafless_scope: &mut bool) -> bool {
+        let mut any = |trees: &mut dyn Iterator<Item = &Tree>| {
+            trees.fold(false, |found, tree| walk(tree, leafless_scope) | found)
+        };
+        match tree {
+            Tree::Leaf { .. } => true,
+            Tree::Spawn(children) => any(&mut children.iter().map(|child| &child.tree)),
+            Tree::Scope { body, members, .. } => {
+                let trees = body.as_deref().into_iter();
+                let has_leaf = any(&mut trees.chain(members.iter().map(|m| &m.tree)));
+                *leafless_scope |= !has_leaf;
+                has_leaf
+            }
+            Tree::Shield(inner) => walk(inner, leafless_scope),
+            Tree::Timeout { body, .. } => walk(body, leafless_scope),
+        }
+    }
+    let mut leafless_scope = false;
+    walk(tree, &mut leafless_scope);
+    leafless_scope
 }
 
 impl PlanBuilder {
@@ -364,13 +443,34 @@ impl PlanBuilder {
                 children
                     .iter()
                     .map(|child| {
+                        let leaf_at = match child.tree {
+                            Tree::Leaf { at, .. } => Some(at),
+                            _ => None,
+                        };
+                        // Only a leaf is spawned late, and never by an aborted node (which
+                        // would be gone by then). Its delay comes before its own time:
+                        // not later in raw time, and ranked first on a tie (an earlier slot).
+                        let delay = child
+                            .delay
+                            .filter(|_| launch.abort().is_none() && !child.detached)
+                            .zip(leaf_at);
                         // Only a leaf is detached: a detached task's panic then always
                         // happens at its own instant (see `oracle`).
-                        let launch = if child.detached && matches!(child.tree, Tree::Leaf { .. }) {
+                        let launch = if let Some((delay, at)) = delay {
+                            Launch::Delayed {
+                                at: self.slot(delay.min(at)),
+                            }
+                        } else if child.detached && leaf_at.is_some() {
                             Launch::Detached
                         } else {
+                            // Only a leaf or a `Spawn` node is aborted: dropping any other
+                            // future would drop nodes inline below it, which the oracle
+                            // does not model.
+                            let abortable =
+                                matches!(child.tree, Tree::Leaf { .. } | Tree::Spawn(_));
                             Launch::Joined {
                                 cancel: child.cancel.map(|raw| self.slot(raw)),
+                                abort: child.abort && abortable,
                             }
                         };
                         self.add(&child.tree, Some(id), launch)
@@ -407,10 +507,14 @@ impl PlanBuilder {
                 }
             }
             Tree::Shield(inner) => Kind::Shield(self.add(inner, Some(id), Launch::Inline)),
-            Tree::Timeout { after, body } => Kind::Timeout {
-                deadline: self.slot(*after),
-                body: self.add(body, Some(id), Launch::Inline),
-            },
+            Tree::Timeout { after, body } => {
+                let zero = *after == 0 && self.zero_allowed && matches!(**body, Tree::Leaf { .. });
+                self.zero_allowed &= !zero;
+                Kind::Timeout {
+                    deadline: self.slot(if zero { 0 } else { (*after).max(1) }),
+                    body: self.add(body, Some(id), Launch::Inline),
+                }
+            }
         };
         self.nodes[id].kind = kind;
         id

@@ -49,6 +49,7 @@ pub struct Log {
 /// The task handles the test keeps: to cancel on schedule, and to ask whether finished.
 pub trait Control {
     fn cancel(&self);
+    fn abort(&self);
     fn is_finished(&self) -> bool;
 }
 
@@ -60,6 +61,9 @@ impl Control for JoinedTask {
     fn cancel(&self) {
         self.0.borrow().cancel();
     }
+    fn abort(&self) {
+        self.0.borrow().abort();
+    }
     fn is_finished(&self) -> bool {
         self.0.borrow().is_finished()
     }
@@ -70,6 +74,9 @@ pub struct MemberTask(pub ScopedJoinHandle<()>);
 impl Control for MemberTask {
     fn cancel(&self) {
         self.0.cancel();
+    }
+    fn abort(&self) {
+        self.0.abort();
     }
     fn is_finished(&self) -> bool {
         self.0.is_finished()

@@ -93,11 +93,7 @@ impl<F: Future> RootTask<'_, F> {
         };
         // Drop the future now, as a task's is dropped when it returns: its resources go at
         // once, and a panicking `Drop` is caught here rather than while unwinding.
-        let dropped = {
-            let _current = self.core.enter_node(self.key);
-            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
-        };
-        let outcome = match (outcome, dropped) {
+        let outcome = match (outcome, self.drop_future()) {
             (outcome, Ok(())) => outcome,
             (Err(first), Err(second)) => {
                 crate::report::report(format_args!(
@@ -116,6 +112,13 @@ impl<F: Future> RootTask<'_, F> {
         }
         self.outcome = Some(outcome);
     }
+
+    /// Drops the root future under `catch_unwind`, with the root as the current node (so a
+    /// `Drop` that spawns makes a child of the root).
+    fn drop_future(&mut self) -> std::thread::Result<()> {
+        let _current = self.core.enter_node(self.key);
+        panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
+    }
 }
 
 impl<F: Future> Drop for RootTask<'_, F> {
@@ -126,11 +129,7 @@ impl<F: Future> Drop for RootTask<'_, F> {
         if self.future.is_none() {
             return;
         }
-        let dropped = {
-            let _current = self.core.enter_node(self.key);
-            panic::catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
-        };
-        if let Err(payload) = dropped {
+        if let Err(payload) = self.drop_future() {
             crate::report::report(format_args!(
                 "treeloop: the block_on future panicked while being dropped as block_on \
                  unwound: {}",

@@ -164,6 +164,11 @@ impl Builder {
 
     /// Keeps poll counts and poll times per task, so dumps show them (implied by the
     /// slow-poll warning and the watchdog). Off by default: then it costs nothing.
+    ///
+    /// Any diagnostic (this, the slow-poll warning, the watchdog, `dump_on_signal`) also
+    /// gives every shield its own node in the tree, so a dump shows a task in its cleanup as
+    /// "shielded". Without them, a shield that spawns nothing costs a flag rather than a
+    /// node, and a dump shows its task as "cancelled".
     pub fn diagnostics(mut self, enabled: bool) -> Builder {
         self.diagnostics = enabled;
         self
@@ -231,6 +236,8 @@ impl Builder {
             slow_poll: self.slow_poll,
             watchdog: self.watchdog,
             grace: self.grace,
+            // A dump asked for by signal should show shielded tasks as shielded.
+            shield_nodes: self.dump_on_signal,
         };
         let options = Options {
             scheduling,

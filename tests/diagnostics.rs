@@ -78,7 +78,7 @@ fn the_dump_shows_a_known_tree_with_exact_states_parents_and_children() {
                 (e.name.as_deref(), e.kind, e.state, e.depth, parent)
             })
             .collect();
-        use EntryKind::{Root, Shield, Task};
+        use EntryKind::{Root, Task};
         use TaskState::*;
         assert_eq!(
             rows,
@@ -88,8 +88,9 @@ fn the_dump_shows_a_known_tree_with_exact_states_parents_and_children() {
                 (Some("parent"), Task, Completing, 1, Some(Root)),
                 (Some("child"), Task, Waiting, 2, Some(Task)),
                 (Some("stubborn"), Task, Cancelled, 1, Some(Root)),
-                (Some("careful"), Task, Shielded, 1, Some(Root)),
-                (None, Shield, Shielded, 2, Some(Task)),
+                // Its shield spawned nothing: without diagnostics it has no node (see
+                // `a_shield_is_in_the_dump_with_diagnostics_on_or_once_it_spawned`).
+                (Some("careful"), Task, Cancelled, 1, Some(Root)),
                 (Some("fresh"), Task, Scheduled, 1, Some(Root)),
             ]
         );
@@ -112,7 +113,6 @@ fn the_dump_shows_a_known_tree_with_exact_states_parents_and_children() {
             tree.named("child").next().unwrap().parent,
             Some(parent.id())
         );
-        assert_eq!(tree.entries[6].parent, Some(careful.id()));
         assert_eq!(
             tree.named("stubborn").next().unwrap().cancel,
             Some(treeloop::CancelReason::Explicit)
@@ -140,6 +140,59 @@ fn the_dump_shows_a_known_tree_with_exact_states_parents_and_children() {
     });
     assert_eq!(stubborn_polls.get(), 2);
     assert_eq!(rt.dump().len(), 0);
+}
+
+#[test]
+fn a_shield_is_in_the_dump_with_diagnostics_on_or_once_it_spawned() {
+    use EntryKind::{Root, Shield, Task};
+    use TaskState::*;
+    for diagnostics in [false, true] {
+        let (rt, _reports) = captured(|b| b.diagnostics(diagnostics));
+        let rows = rt.block_on(async {
+            let careful = spawn(async {
+                let _ = cancelled().await;
+                shield(async { sleep(secs(10)).await.is_ok() }).await
+            });
+            let spawner = spawn(async {
+                let _ = cancelled().await;
+                shield(async { spawn(async { sleep(secs(10)).await.is_ok() }).await })
+                    .await
+                    .unwrap()
+            });
+            yield_now().await.unwrap();
+            careful.cancel();
+            spawner.cancel();
+            yield_now().await.unwrap();
+            let tree = treeloop::dump();
+            assert!(careful.await.unwrap());
+            assert!(spawner.await.unwrap());
+            tree.entries
+                .iter()
+                .map(|e| (e.kind, e.state, e.depth))
+                .collect::<Vec<_>>()
+        });
+        // A shield that spawned has a node either way: its child needs a parent that
+        // cancellation from outside does not cross.
+        let spawner = [
+            (Task, Shielded, 1),
+            (Shield, Shielded, 2),
+            (Task, Scheduled, 3),
+        ];
+        let careful: &[_] = if diagnostics {
+            &[(Task, Shielded, 1), (Shield, Shielded, 2)]
+        } else {
+            // A flag on its task while it is polled, not a node: the task shows as
+            // cancelled (and costs a slab insert and removal less).
+            &[(Task, Cancelled, 1)]
+        };
+        let expected: Vec<_> = [(Root, Running, 0)]
+            .iter()
+            .chain(careful)
+            .chain(&spawner)
+            .copied()
+            .collect();
+        assert_eq!(rows, expected, "diagnostics: {diagnostics}");
+    }
 }
 
 #[test]

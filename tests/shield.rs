@@ -211,3 +211,169 @@ fn a_scope_opened_inside_a_shield_still_cancels_its_members_on_failure() {
         ]
     );
 }
+
+// A shield gets its node only when something inside needs one (see `executor/src/shield.rs`):
+// the tests below pin down that the lazy node behaves exactly like one opened up front.
+
+#[test]
+fn a_shield_that_spawns_only_in_a_later_poll_still_shields_the_child() {
+    let log = Log::new();
+    let rt = paused();
+    rt.block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let parent = spawn({
+                let log = log.clone();
+                async move {
+                    let _ = treeloop::cancelled().await;
+                    shield(async {
+                        // First poll: nothing needs a node. Second poll: a spawn does.
+                        sleep(ms(10)).await.unwrap();
+                        drop(spawn({
+                            let log = log.clone();
+                            async move {
+                                let r = sleep(ms(20)).await;
+                                log.push(format!("child: {r:?} at {}", ms_since(start)));
+                            }
+                        }));
+                        let deadline = treeloop::time::timeout(ms(5), sleep(ms(1_000))).await;
+                        log.push(format!("deadline inside: {}", deadline.is_err()));
+                    })
+                    .await;
+                    log.push(format!("after: {:?}", checkpoint().await));
+                }
+            });
+            checkpoint().await.unwrap();
+            parent.cancel();
+            parent.await.unwrap();
+            log.push(format!("joined at {}", ms_since(start)));
+        }
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "deadline inside: true",
+            "after: Err(Cancelled { reason: Explicit })",
+            "child: Ok(()) at 30",
+            "joined at 30"
+        ]
+    );
+    assert_eq!(rt.live_tasks(), 0);
+}
+
+#[test]
+fn nested_shields_hide_the_cancel_until_the_outer_one_is_left() {
+    let log = Log::new();
+    paused().block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let task = spawn({
+                let log = log.clone();
+                async move {
+                    let _ = treeloop::cancelled().await;
+                    shield(async {
+                        shield(async {
+                            // The inner shield gets a node; the outer one stays a flag.
+                            drop(spawn({
+                                let log = log.clone();
+                                async move {
+                                    let r = sleep(ms(30)).await;
+                                    log.push(format!("child: {r:?} at {}", ms_since(start)));
+                                }
+                            }));
+                            sleep(ms(10)).await
+                        })
+                        .await
+                        .unwrap();
+                        log.push(format!("between: {:?}", checkpoint().await));
+                    })
+                    .await;
+                    log.push(format!("after: {:?}", checkpoint().await));
+                }
+            });
+            checkpoint().await.unwrap();
+            task.cancel();
+            task.await.unwrap();
+        }
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "between: Ok(())",
+            "after: Err(Cancelled { reason: Explicit })",
+            "child: Ok(()) at 30"
+        ]
+    );
+}
+
+#[test]
+fn a_shield_body_that_panics_after_spawning_still_waits_for_the_child() {
+    let log = Log::new();
+    let rt = paused();
+    rt.block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let task = spawn({
+                let log = log.clone();
+                async move {
+                    let _ = treeloop::cancelled().await;
+                    shield(async {
+                        drop(spawn({
+                            let log = log.clone();
+                            async move {
+                                let r = sleep(ms(20)).await;
+                                log.push(format!("child: {r:?} at {}", ms_since(start)));
+                            }
+                        }));
+                        panic!("cleanup failed");
+                    })
+                    .await
+                }
+            });
+            checkpoint().await.unwrap();
+            task.cancel();
+            let err = task.await.unwrap_err();
+            log.push(format!(
+                "task: panicked {} at {}",
+                err.is_panic(),
+                ms_since(start)
+            ));
+        }
+    });
+    // The panic cancels what the task spawned, but the child is behind the shield's node
+    // (opened by the spawn, adopted while unwinding): it finishes its sleep.
+    assert_eq!(
+        log.take(),
+        ["child: Ok(()) at 20", "task: panicked true at 20"]
+    );
+    assert_eq!(rt.live_tasks(), 0);
+}
+
+#[test]
+fn a_region_opened_before_the_shield_keeps_its_own_mark_inside_it() {
+    paused().block_on(async {
+        let task = spawn(async {
+            // The deadline's region opens at its first poll, here, under the task.
+            let mut bounded = std::pin::pin!(treeloop::time::timeout(ms(1_000), sleep(ms(50))));
+            std::future::poll_fn(|cx| {
+                assert!(bounded.as_mut().poll(cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let _ = treeloop::cancelled().await;
+            // Awaited inside a shield, it is still the task's region, cancelled with it:
+            // the shield hides cancellation from the code inside it, not from regions
+            // that were already outside it.
+            shield(bounded).await
+        });
+        checkpoint().await.unwrap();
+        task.cancel();
+        assert_eq!(
+            task.await.unwrap(),
+            Ok(Err(Cancelled::new(CancelReason::Explicit)))
+        );
+    });
+}

@@ -16,25 +16,36 @@ use crate::context;
 /// `None` outside a runtime (there is no tree to be cancelled in) and inside a shield whose
 /// own region is not cancelled (R11).
 pub fn cancelled_here() -> Option<Cancelled> {
-    let cancelled = context::with_core(|core| {
-        let tree = core.tree.borrow();
-        let current = core.current.get();
-        tree.get(current)
-            .and_then(|node| node.cancel)
-            .map(Cancelled::new)
-    })
-    .flatten();
-    if cancelled.is_some() {
-        seen_cancelled();
-    }
-    cancelled
+    look().ok().flatten()
 }
 
-/// The task being polled has seen its cancellation: progress, for the watchdog. Out of line,
-/// so the common "not cancelled" path stays as small as it was before diagnostics.
-#[cold]
-fn seen_cancelled() {
-    context::with_core(|core| core.note_progress());
+/// [`cancelled_here`] for an await point that only works inside a runtime: `Err` outside
+/// one, so the caller can panic naming itself. One look at the thread-local where
+/// `in_runtime()` followed by `cancelled_here()` would take two (this is on the path of every
+/// treeloop await point).
+pub fn cancelled_or_outside() -> Result<Option<Cancelled>, OutsideRuntime> {
+    look()
+}
+
+/// [`cancelled_or_outside`] was called outside a treeloop runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutsideRuntime;
+
+fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
+    context::with_core(|core| {
+        if core.lazy_shield.get().is_some() {
+            // Inside a shield that has no node: nothing started inside it, so nothing
+            // inside it can have been cancelled.
+            return None;
+        }
+        let cancel = core.tree.borrow().get(core.current.get())?.cancel;
+        if cancel.is_some() {
+            // The task has seen its cancellation: progress, for the watchdog.
+            core.note_progress();
+        }
+        cancel.map(Cancelled::new)
+    })
+    .ok_or(OutsideRuntime)
 }
 
 /// Yields once to the other tasks; `Err(Cancelled)` in a cancelled region, before and after
@@ -71,12 +82,13 @@ impl Future for Checkpoint {
     type Output = Result<(), Cancelled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        assert!(
-            context::in_runtime(),
-            "checkpoint/yield_now polled outside a treeloop runtime: await it inside \
-             `treeloop::block_on` (or a task spawned from it)"
-        );
-        if let Some(cancelled) = cancelled_here() {
+        let Ok(cancelled) = look() else {
+            panic!(
+                "checkpoint/yield_now polled outside a treeloop runtime: await it inside \
+                 `treeloop::block_on` (or a task spawned from it)"
+            )
+        };
+        if let Some(cancelled) = cancelled {
             return Poll::Ready(Err(cancelled));
         }
         if self.yielded {
@@ -119,14 +131,13 @@ impl Future for WaitCancelled {
     type Output = Cancelled;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Cancelled> {
-        assert!(
-            context::in_runtime(),
-            "cancelled() polled outside a treeloop runtime: await it inside \
-             `treeloop::block_on` (or a task spawned from it)"
-        );
-        match cancelled_here() {
-            Some(cancelled) => Poll::Ready(cancelled),
-            None => Poll::Pending,
+        match look() {
+            Ok(Some(cancelled)) => Poll::Ready(cancelled),
+            Ok(None) => Poll::Pending,
+            Err(OutsideRuntime) => panic!(
+                "cancelled() polled outside a treeloop runtime: await it inside \
+                 `treeloop::block_on` (or a task spawned from it)"
+            ),
         }
     }
 }

@@ -80,6 +80,16 @@ pub(crate) struct Core {
     /// The innermost node being polled: a task, a shield inside it, or the root. Await
     /// points read its mark; `spawn` makes it the parent.
     pub(crate) current: Cell<Key>,
+    /// Set while the innermost frame being polled is a shield that has no node of its own
+    /// (yet): await points see no cancellation, and the first spawn or region inside gives
+    /// the shield its node, opened where `shield` was called (see [`crate::shield`]).
+    pub(crate) lazy_shield: Cell<Option<&'static Location<'static>>>,
+    /// The node a lazy shield was given during its current poll (`Key::MAX` if none): the
+    /// shield adopts it when the poll ends.
+    pub(crate) shield_made: Cell<Key>,
+    /// Every shield gets a node when opened, so dumps and the watchdog see it: set when any
+    /// diagnostic is on.
+    pub(crate) eager_shields: bool,
     /// The budget of leaf-future completions left in the current poll (see `coop`).
     pub(crate) budget: Cell<u32>,
     /// Panics that nobody can take from a `JoinHandle`, with where the task was spawned;
@@ -138,6 +148,15 @@ impl Core {
     /// When neither exists: no `block_on` is running on this runtime any more.
     #[track_caller]
     pub(crate) fn spawn_parent(&self) -> Key {
+        if let Some(location) = self.lazy_shield.get() {
+            return self.open_lazy_shield(location);
+        }
+        self.polled_node()
+    }
+
+    /// The node being polled; between polls, the running `block_on`'s root.
+    #[track_caller]
+    fn polled_node(&self) -> Key {
         // The current node is always live or the "no node" sentinel (`enter_node` sets it to
         // the node being polled and restores it): the common case needs no lookup.
         let current = self.current.get();
@@ -151,6 +170,22 @@ impl Core {
              `block_on` (or a task spawned from it)"
         );
         root
+    }
+
+    /// Something inside a shield without a node needs one (a spawn, a scope, a deadline):
+    /// open it now under the polled node and make it the current node for the rest of this
+    /// poll. The shield adopts it when its poll ends ([`Core::shield_made`]).
+    #[cold]
+    #[track_caller]
+    fn open_lazy_shield(&self, location: &'static Location<'static>) -> Key {
+        let parent = self.polled_node();
+        let key = self
+            .insert(Some(parent), NodeKind::Shield, location, None)
+            .key;
+        self.current.set(key);
+        self.lazy_shield.set(None);
+        self.shield_made.set(key);
+        key
     }
 
     /// Inserts a node under `parent` (a root when `None`), named if `name` is given.
@@ -251,10 +286,28 @@ impl Core {
 
     /// Makes `key` the current node until the guard drops (also when unwinding).
     pub(crate) fn enter_node(&self, key: Key) -> CurrentGuard<'_> {
-        let previous = self.current.replace(key);
         CurrentGuard {
             core: self,
-            previous,
+            previous: self.current.replace(key),
+            // A node's await points read its mark, even if a lazy shield polls it (a region
+            // opened before the shield was entered is not below the shield).
+            previous_lazy: self.lazy_shield.replace(None),
+        }
+    }
+
+    /// Makes the current node a shield without a node of its own until the guard drops: the
+    /// node stays, await points stop seeing its mark, and a spawn opens the shield's node.
+    pub(crate) fn enter_lazy_shield(
+        &self,
+        location: &'static Location<'static>,
+    ) -> LazyShieldGuard<'_> {
+        LazyShieldGuard {
+            previous_made: self.shield_made.replace(Key::MAX),
+            frame: CurrentGuard {
+                core: self,
+                previous: self.current.get(),
+                previous_lazy: self.lazy_shield.replace(Some(location)),
+            },
         }
     }
 
@@ -331,15 +384,30 @@ impl Core {
     }
 }
 
-/// Restores the previous current node.
+/// Restores the previous frame: the current node, and the lazy shield around it if any.
 pub(crate) struct CurrentGuard<'a> {
     core: &'a Core,
     previous: Key,
+    previous_lazy: Option<&'static Location<'static>>,
 }
 
 impl Drop for CurrentGuard<'_> {
     fn drop(&mut self) {
         self.core.current.set(self.previous);
+        self.core.lazy_shield.set(self.previous_lazy);
+    }
+}
+
+/// Restores the frame around a lazy shield's poll, and the node an enclosing lazy shield
+/// was given (a nested one must not adopt it).
+pub(crate) struct LazyShieldGuard<'a> {
+    frame: CurrentGuard<'a>,
+    previous_made: Key,
+}
+
+impl Drop for LazyShieldGuard<'_> {
+    fn drop(&mut self) {
+        self.frame.core.shield_made.set(self.previous_made);
     }
 }
 
@@ -383,6 +451,9 @@ impl Executor {
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
                 current: Cell::new(Key::MAX),
+                lazy_shield: Cell::new(None),
+                shield_made: Cell::new(Key::MAX),
+                eager_shields: diagnostics.wants_shield_nodes(),
                 budget: Cell::new(0),
                 unhandled: RefCell::new(Vec::new()),
                 mode: Cell::new(Mode::Running),

@@ -63,7 +63,10 @@ use std::panic::Location;
 
 pub use builder::Builder as TaskBuilder;
 pub use cancel::{CancelReason, Cancelled};
-pub use checkpoint::{Checkpoint, WaitCancelled, cancelled, cancelled_here, checkpoint, yield_now};
+pub use checkpoint::{
+    Checkpoint, OutsideRuntime, WaitCancelled, cancelled, cancelled_here, cancelled_or_outside,
+    checkpoint, yield_now,
+};
 pub use context::in_runtime;
 pub use diag::TreeDump;
 pub use executor::{Executor, Options, Payload, Scheduling, Tick};

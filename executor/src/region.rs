@@ -74,6 +74,15 @@ impl Region {
         })
     }
 
+    /// The region of a shield whose node [`Core`] opened while the shield had none (see
+    /// [`crate::shield`]).
+    pub(crate) fn adopt_shield(core: &Core, key: crate::tree::Key) -> Region {
+        Region {
+            node: core.tree.borrow().node_ref(key),
+            shield: true,
+        }
+    }
+
     /// A `'static` handle to spawn into or cancel this region from anywhere.
     pub fn handle(&self) -> RegionHandle {
         RegionHandle { node: self.node }
@@ -97,7 +106,7 @@ impl Region {
         self.set_waker_in(&self.core(), waker);
     }
 
-    fn set_waker_in(&self, core: &Core, waker: &Waker) {
+    pub(crate) fn set_waker_in(&self, core: &Core, waker: &Waker) {
         let mut tree = core.tree.borrow_mut();
         let node = tree.node_mut(self.node.key);
         if !node.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {

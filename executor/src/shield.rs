@@ -1,30 +1,57 @@
 //! Shields: regions that cancellation from outside cannot enter, so cleanup can await.
 //!
-//! A shield is a node of the tree, opened under the current node the first time the
-//! [`Shield`] future is polled. While its inner future is polled the shield is the current
-//! node, so await points read *its* mark (unset, unless something inside cancelled it) and
-//! tasks spawned inside become its children. [`Tree::cancel`](crate::tree::Tree::cancel)
-//! stops at shields, which is all "hidden from outside cancellation" means (R11).
+//! A shield is a node of the tree, under the node being polled. While its inner future is
+//! polled the shield is the current node, so await points read *its* mark (unset, unless
+//! something inside cancelled it) and tasks spawned inside become its children.
+//! [`Tree::cancel`](crate::tree::Tree::cancel) stops at shields, which is all "hidden from
+//! outside cancellation" means (R11).
+//!
+//! # The node is opened lazily
+//!
+//! Most shields wrap a short cleanup (a flush, a goodbye message, a sleep) that spawns
+//! nothing and opens no region. Such a shield needs no node: all it must do is hide the
+//! outer mark from the await points polled inside it. So a shield starts *lazy*: while its
+//! inner future is polled, the core's `lazy_shield` flag is set (the current node stays the
+//! enclosing one), and [`cancelled_here`](crate::cancelled_here) answers "not cancelled"
+//! while it is. The first thing inside that needs a node as its parent (a `spawn`, a
+//! scope, a timeout, a nested shield's node) makes the core open the shield's node right
+//! then, under the polled node, where `shield` was called; the shield adopts it when the
+//! poll ends and from then on is an ordinary region. Nested lazy shields are equivalent to
+//! one: the innermost that needs a node gets it.
+//!
+//! This saves a slab insert, two link updates, a waker clone and a removal per shield: in
+//! the cancel_tree benchmark, about a third of the instructions per cancelled leaf (see
+//! benches/README.md). The price is visibility: a lazy shield is not in a
+//! [`TreeDump`](crate::TreeDump), so its task shows as cancelled instead of shielded.
+//! Any diagnostic turns laziness off ([`crate::diag::Diagnostics::shield_nodes`]), so the
+//! dump and the watchdog (which tells "shielded and waiting" from "ignores cancellation")
+//! always see shields as nodes.
 //!
 //! # Ground rules
 //!
 //! - The shield's node outlives the future if tasks spawned inside are still running: it
 //!   enters the completing phase and leaves the tree with its last child. Those children stay
 //!   shielded for their whole life (R11: "children spawned inside a shield are shielded").
-//! - Leaving the shield restores the previous current node, so the first await point after
-//!   it sees the outer mark again.
+//! - Leaving the shield restores the previous current node (and the enclosing lazy shield,
+//!   if any), so the first await point after it sees the outer mark again.
+//! - A node opened for a lazy shield is adopted even if the inner poll panics: the guard
+//!   that restores the frame hands it over while unwinding, so it is closed with the shield.
 //!
 //! Rejected alternative: a shield *depth* counter per task. It cannot express tasks spawned
 //! inside a shield, nor a deadline opened inside one (issue: "its own deadlines still
-//! apply"); a node can, with the same O(1) check at await points.
+//! apply"); a node can, with the same O(1) check at await points. The lazy flag keeps that
+//! property: anything that needs a node gets one.
 
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use crate::context;
+use crate::executor::{Core, LazyShieldGuard};
 use crate::region::{Region, RegionKind};
 
 /// Runs `future` with cancellation from outside hidden, so cleanup can await (R11).
@@ -77,15 +104,64 @@ impl<F: Future> Future for Shield<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let location = *this.location;
-        let region = this
-            .region
-            .get_or_insert_with(|| Region::open_at(RegionKind::Shield, location));
         let inner = this.inner;
+        let slot = this.region;
+        if slot.is_none() {
+            let core: Rc<Core> = context::expect_core("polling a shield", Rc::clone);
+            if !core.eager_shields {
+                return poll_lazy(&core, slot, location, cx, |cx| inner.poll(cx));
+            }
+            *slot = Some(Region::open_at(RegionKind::Shield, location));
+        }
+        let region = slot.as_ref().expect("the shield's region was just opened");
         let polled = region.enter(cx.waker(), || inner.poll(cx));
         if polled.is_ready() {
             // Close the region now, not when the Shield is dropped.
-            *this.region = None;
+            *slot = None;
         }
         polled
+    }
+}
+
+/// One poll of a shield that has no node: the inner future runs with the lazy flag set. If
+/// something inside opened the shield's node, the shield adopts it (and closes it at once if
+/// the inner future is done).
+fn poll_lazy<T>(
+    core: &Core,
+    slot: &mut Option<Region>,
+    location: &'static Location<'static>,
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let polled = {
+        let _frame = Adopt {
+            core,
+            slot: &mut *slot,
+            _frame: core.enter_lazy_shield(location),
+        };
+        poll(cx)
+    };
+    match slot {
+        Some(_) if polled.is_ready() => *slot = None,
+        Some(region) => region.set_waker_in(core, cx.waker()),
+        None => {}
+    }
+    polled
+}
+
+/// Hands the node opened for a lazy shield to the shield when the poll ends, unwinding
+/// included; then restores the enclosing frame (its field drops after `drop` runs).
+struct Adopt<'a> {
+    core: &'a Core,
+    slot: &'a mut Option<Region>,
+    _frame: LazyShieldGuard<'a>,
+}
+
+impl Drop for Adopt<'_> {
+    fn drop(&mut self) {
+        let made = self.core.shield_made.get();
+        if made != crate::tree::Key::MAX {
+            *self.slot = Some(Region::adopt_shield(self.core, made));
+        }
     }
 }

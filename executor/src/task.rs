@@ -113,12 +113,11 @@ impl<F: Future> Future for TaskFuture<F> {
         // Clone the Rc out of the thread-local so no borrow of it spans the user's poll.
         let core: Rc<Core> = context::with_core(Rc::clone)
             .expect("a treeloop task was polled outside its runtime (runtime bug)");
-        loop {
-            match stage.as_mut().project() {
-                StageProj::Running { future } => {
-                    let outcome = if core.mode.get() == Mode::TearingDown
-                        || core.tree.borrow().node(key).phase == Phase::Aborting
-                    {
+        let tearing_down = core.mode.get() == Mode::TearingDown;
+        match stage.as_mut().project() {
+            StageProj::Running { future } => {
+                let outcome =
+                    if tearing_down || core.tree.borrow().node(key).phase == Phase::Aborting {
                         Outcome::Aborted
                     } else {
                         let _current = core.enter_node(key);
@@ -141,66 +140,84 @@ impl<F: Future> Future for TaskFuture<F> {
                             Err(payload) => Outcome::Panicked(payload),
                         }
                     };
-                    // Drop the future now, catching a panicking Drop. The task is still the
-                    // current node: a `Drop` that spawns makes a child of this task (which
-                    // then waits for it), never an orphan.
-                    let dropped = {
-                        let _current = core.enter_node(key);
-                        panic::catch_unwind(AssertUnwindSafe(|| {
-                            stage.set(Stage::Completing { outcome: None });
-                        }))
-                    };
-                    let outcome = match (outcome, dropped) {
-                        (outcome, Ok(())) => outcome,
-                        (Outcome::Panicked(first), Err(second)) => {
-                            crate::report::report(format_args!(
-                                "treeloop: a task's future panicked again while being dropped: {}",
-                                crate::join::panic_message(&second)
-                            ));
-                            Outcome::Panicked(first)
-                        }
-                        (_, Err(payload)) => Outcome::Panicked(payload),
-                    };
-                    if core.mode.get() == Mode::TearingDown {
-                        return Poll::Ready(outcome);
-                    }
-                    let outcome = returned(&core, key, outcome);
+                let outcome = drop_future(&core, key, stage.as_mut(), outcome);
+                // (Read again: the drop ran user code.)
+                if core.mode.get() == Mode::TearingDown {
+                    return Poll::Ready(outcome);
+                }
+                let outcome = returned(&core, key, outcome);
+                if core.tree.borrow().has_children(key) {
+                    // Woken again by `Tree::finish` when the last child goes.
                     stage.set(Stage::Completing {
                         outcome: Some(outcome),
                     });
+                    return Poll::Pending;
                 }
-                StageProj::Completing { outcome } => {
-                    let outcome = outcome
-                        .take()
-                        .expect("a finished task is never polled again");
-                    if core.mode.get() == Mode::TearingDown {
-                        return Poll::Ready(outcome);
-                    }
-                    if core.tree.borrow().has_children(key) {
-                        // Woken again by `Tree::finish` when the last child goes.
-                        stage.set(Stage::Completing {
-                            outcome: Some(outcome),
-                        });
-                        return Poll::Pending;
-                    }
-                    // The handle may have been dropped while the children finished.
-                    let outcome = route_unobserved_panic(&core, key, outcome);
-                    #[cfg(feature = "tracing")]
-                    {
-                        let id = core.tree.borrow().node(key).id;
-                        let how = match &outcome {
-                            Outcome::Returned(_) => "returned",
-                            Outcome::Panicked(_) | Outcome::Reported => "panicked",
-                            Outcome::Aborted => "aborted",
-                        };
-                        crate::events::completed(id, how);
-                    }
-                    core.finish(key);
+                // The common case: nothing left to wait for.
+                Poll::Ready(complete(&core, key, outcome))
+            }
+            StageProj::Completing { outcome } => {
+                if !tearing_down && core.tree.borrow().has_children(key) {
+                    // A spurious wake: still waiting for the children.
+                    return Poll::Pending;
+                }
+                let outcome = outcome
+                    .take()
+                    .expect("a finished task is never polled again");
+                if tearing_down {
                     return Poll::Ready(outcome);
                 }
+                Poll::Ready(complete(&core, key, outcome))
             }
         }
     }
+}
+
+/// Drops the task's future now, catching a panicking `Drop`, and returns the outcome that
+/// counts. The task is still the current node: a `Drop` that spawns makes a child of this
+/// task (which then waits for it), never an orphan.
+fn drop_future<F: Future>(
+    core: &Core,
+    key: Key,
+    mut stage: Pin<&mut Stage<F>>,
+    outcome: Outcome<F::Output>,
+) -> Outcome<F::Output> {
+    let dropped = {
+        let _current = core.enter_node(key);
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            stage.set(Stage::Completing { outcome: None });
+        }))
+    };
+    match (outcome, dropped) {
+        (outcome, Ok(())) => outcome,
+        (Outcome::Panicked(first), Err(second)) => {
+            crate::report::report(format_args!(
+                "treeloop: a task's future panicked again while being dropped: {}",
+                crate::join::panic_message(&second)
+            ));
+            Outcome::Panicked(first)
+        }
+        (_, Err(payload)) => Outcome::Panicked(payload),
+    }
+}
+
+/// The task and all its children are done: route a panic whose handle went away meanwhile,
+/// and remove the node (which wakes whoever waits for it to go).
+fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+    // The handle may have been dropped while the children finished.
+    let outcome = route_unobserved_panic(core, key, outcome);
+    #[cfg(feature = "tracing")]
+    {
+        let id = core.tree.borrow().node(key).id;
+        let how = match &outcome {
+            Outcome::Returned(_) => "returned",
+            Outcome::Panicked(_) | Outcome::Reported => "panicked",
+            Outcome::Aborted => "aborted",
+        };
+        crate::events::completed(id, how);
+    }
+    core.finish(key);
+    outcome
 }
 
 /// The task's future is gone: enter the completing phase. A failed or aborted task cancels
@@ -219,10 +236,17 @@ fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
 /// A panic whose `JoinHandle` is gone has nobody to go to: the runtime takes it, and it
 /// cancels the parent's region (R17). Checked when the task panics and again when it
 /// finishes, since the handle may be dropped in between.
+#[inline]
 fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
-    let Outcome::Panicked(payload) = outcome else {
-        return outcome;
-    };
+    match outcome {
+        Outcome::Panicked(payload) => route_panic(core, key, payload),
+        outcome => outcome,
+    }
+}
+
+/// [`route_unobserved_panic`] for a panic.
+#[cold]
+fn route_panic<T>(core: &Core, key: Key, payload: Payload) -> Outcome<T> {
     let tree = core.tree.borrow();
     let node = tree.node(key);
     if node.join == JoinInterest::Handle {

@@ -51,6 +51,23 @@ pub struct Diagnostics {
     /// After the watchdog reported a task, abort it if it is still stuck this much later
     /// ([`Report::Aborted`]). Only with `watchdog`.
     pub grace: Option<Duration>,
+    /// Give every shield a node of its own as soon as it is entered, so a [`TreeDump`]
+    /// shows shielded tasks as such (implied by the options above). Without it, a shield
+    /// that spawns nothing is a flag on its task for the length of a poll, not a node, and
+    /// a dump shows its task as cancelled.
+    pub shield_nodes: bool,
+}
+
+impl Diagnostics {
+    /// Whether shields must be nodes from the start (see [`Diagnostics::shield_nodes`]).
+    pub(crate) fn wants_shield_nodes(&self) -> bool {
+        self.shield_nodes || self.wants_diag()
+    }
+
+    /// Whether anything needs the per-node state of [`Diag`].
+    fn wants_diag(&self) -> bool {
+        self.stats || self.slow_poll.is_some() || self.watchdog.is_some()
+    }
 }
 
 impl fmt::Debug for Diagnostics {
@@ -61,6 +78,7 @@ impl fmt::Debug for Diagnostics {
             .field("slow_poll", &self.slow_poll)
             .field("watchdog", &self.watchdog)
             .field("grace", &self.grace)
+            .field("shield_nodes", &self.shield_nodes)
             .finish()
     }
 }
@@ -107,8 +125,7 @@ pub(crate) struct Diag {
 impl Diag {
     /// The state for `config`, or `None` when it asks for nothing.
     pub(crate) fn new(config: Diagnostics) -> Option<Diag> {
-        let wanted = config.stats || config.slow_poll.is_some() || config.watchdog.is_some();
-        if !wanted {
+        if !config.wants_diag() {
             return None;
         }
         let clock = config.clock.unwrap_or_else(|| {

@@ -31,7 +31,7 @@
 //! - Everything is single-threaded (`Rc`, `RefCell`): the types are `!Send`, like the tasks
 //!   that use them.
 
-use treeloop_executor::{Cancelled, cancelled_here, in_runtime};
+use treeloop_executor::{Cancelled, cancelled_or_outside};
 
 #[cfg(doc)]
 use treeloop_executor::coop;
@@ -50,13 +50,14 @@ pub use semaphore::{Acquire, Permit, Semaphore, TryAcquireError};
 /// The first step of every wait: panics outside a runtime (naming `operation`), then
 /// returns the cancellation of the region being polled, if any.
 fn enter(operation: &str) -> Option<Cancelled> {
-    assert!(
-        in_runtime(),
-        "{operation} polled outside a treeloop runtime: await it inside `treeloop::block_on` \
-         (or a task spawned from it); its waits answer the task tree's cancellation, which \
-         only exists there"
-    );
-    cancelled_here()
+    match cancelled_or_outside() {
+        Ok(cancelled) => cancelled,
+        Err(_) => panic!(
+            "{operation} polled outside a treeloop runtime: await it inside \
+             `treeloop::block_on` (or a task spawned from it); its waits answer the task \
+             tree's cancellation, which only exists there"
+        ),
+    }
 }
 
 /// Wakes every collected waker; called after the primitive's borrow is released.

@@ -20,6 +20,10 @@ thread_local! {
 
 /// Runs `f` with the runtime running on this thread; `None` outside a runtime (or while the
 /// thread is being torn down).
+///
+/// Always inlined: it is on the path of every poll, wake and await point, and as a call it
+/// cost about 30 instructions more per yield than inline (callgrind, the yield benchmark).
+#[inline(always)]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
     CONTEXT
         .try_with(|cell| cell.borrow().as_ref().map(f))

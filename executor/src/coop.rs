@@ -7,40 +7,59 @@
 //! the budget gone it wakes its task and returns `Pending`, sending the task to the back of
 //! the run queue. Yields and checkpoints always yield and spend nothing.
 
+use std::cell::Cell;
 use std::task::{Context, Poll};
-
-use crate::context;
-use crate::executor::Core;
 
 /// Leaf-future completions allowed per poll of a task (tokio uses 128 too).
 pub const BUDGET: u32 = 128;
 
-/// Gives the current poll its full budget.
-pub(crate) fn reset_budget(core: &Core) {
-    core.budget.set(BUDGET);
+/// "No budget applies": outside the poll of a task or root (a foreign executor polling a
+/// treeloop future, a `Drop` run by the loop), leaf futures always proceed.
+const UNLIMITED: u32 = u32::MAX;
+
+thread_local! {
+    /// The budget left to the poll running on this thread. A thread-local of its own, not a
+    /// field of the core: a `Cell<u32>` needs no destructor, so reading it is one load,
+    /// where the core's thread-local costs a state check and a `RefCell` borrow. Only one
+    /// runtime polls on a thread at a time, so one budget per thread is enough.
+    static LEFT: Cell<u32> = const { Cell::new(UNLIMITED) };
+}
+
+/// Gives the poll that runs until the guard drops its full budget.
+pub(crate) fn fresh_budget() -> BudgetGuard {
+    BudgetGuard(LEFT.replace(BUDGET))
+}
+
+/// Restores the budget of the enclosing poll (unlimited, between polls).
+pub(crate) struct BudgetGuard(u32);
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        LEFT.set(self.0);
+    }
 }
 
 /// Spends one unit of the current poll's budget, or, when it is used up, wakes the task and
 /// returns `Pending` so it yields to the others. Outside a runtime it always proceeds.
 pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
-    let exhausted = context::with_core(|core| {
-        let left = core.budget.get();
-        if left == 0 {
-            return true;
+    match LEFT.get() {
+        UNLIMITED => Poll::Ready(()),
+        0 => {
+            cx.waker().wake_by_ref();
+            Poll::Pending
         }
-        core.budget.set(left - 1);
-        false
-    });
-    if exhausted == Some(true) {
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    } else {
-        Poll::Ready(())
+        left => {
+            LEFT.set(left - 1);
+            Poll::Ready(())
+        }
     }
 }
 
 /// Gives back the unit a leaf future spent in [`poll_proceed`] when it then did not
 /// complete: only completions cost budget.
 pub fn refund() {
-    context::with_core(|core| core.budget.set((core.budget.get() + 1).min(BUDGET)));
+    let left = LEFT.get();
+    if left < BUDGET {
+        LEFT.set(left + 1);
+    }
 }

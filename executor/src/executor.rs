@@ -90,8 +90,6 @@ pub(crate) struct Core {
     /// Every shield gets a node when opened, so dumps and the watchdog see it: set when any
     /// diagnostic is on.
     pub(crate) eager_shields: bool,
-    /// The budget of leaf-future completions left in the current poll (see `coop`).
-    pub(crate) budget: Cell<u32>,
     /// Panics that nobody can take from a `JoinHandle`, with where the task was spawned;
     /// `block_on` re-raises the first.
     pub(crate) unhandled: RefCell<Vec<(Payload, String)>>,
@@ -454,7 +452,6 @@ impl Executor {
                 lazy_shield: Cell::new(None),
                 shield_made: Cell::new(Key::MAX),
                 eager_shields: diagnostics.wants_shield_nodes(),
-                budget: Cell::new(0),
                 unhandled: RefCell::new(Vec::new()),
                 mode: Cell::new(Mode::Running),
                 diag: Diag::new(diagnostics),

@@ -68,7 +68,7 @@ impl<F: Future> RootTask<'_, F> {
         let mut cx = Context::from_waker(&self.waker);
         let polled = {
             let _current = self.core.enter_node(self.key);
-            crate::coop::reset_budget(self.core);
+            let _budget = crate::coop::fresh_budget();
             #[cfg(feature = "tracing")]
             let _span = {
                 let id = self.core.tree.borrow().node(self.key).id;

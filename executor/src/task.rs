@@ -121,7 +121,7 @@ impl<F: Future> Future for TaskFuture<F> {
                         Outcome::Aborted
                     } else {
                         let _current = core.enter_node(key);
-                        coop::reset_budget(&core);
+                        let _budget = coop::fresh_budget();
                         #[cfg(feature = "tracing")]
                         let _span = {
                             let id = core.tree.borrow().node(key).id;

@@ -219,13 +219,13 @@ impl Core {
         let mut wake = Vec::new();
         let _marked = match &self.diag {
             None => self.tree.borrow_mut().cancel(key, reason, |_, node| {
-                wake.extend(node.waker.clone());
+                wake_marked(node, &mut wake);
             }),
             Some(diag) => {
                 let now = diag.now();
                 let marked = self.tree.borrow_mut().cancel(key, reason, |key, node| {
                     diag.marked(key, now);
-                    wake.extend(node.waker.clone());
+                    wake_marked(node, &mut wake);
                 });
                 if marked > 0 {
                     diag.cancel_pending(now);
@@ -379,6 +379,19 @@ impl Core {
             ));
         }
         self.mode.set(Mode::Running);
+    }
+}
+
+/// Wakes a node [`Tree::cancel`] just marked, in the walk's order. A task's own waker is
+/// woken on the spot, under the tree's borrow: it is the async-task waker made in `spawn_in`,
+/// which only queues the task and never touches the tree. Any other waker (a region's is its
+/// owner's `cx.waker()`, which may be anybody's) is kept for after the borrow, and so is
+/// every wake after the first kept one, so the order of wakes stays the walk's order.
+/// Measured on cancel_tree: no `Vec` of 100,000 wakers to fill and drain, no clone each.
+fn wake_marked(node: &crate::tree::Node, later: &mut Vec<std::task::Waker>) {
+    match &node.waker {
+        Some(waker) if node.kind == NodeKind::Task && later.is_empty() => waker.wake_by_ref(),
+        waker => later.extend(waker.clone()),
     }
 }
 

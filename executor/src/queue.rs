@@ -43,6 +43,14 @@ impl Job {
     }
 }
 
+/// A drained queue whose buffer holds more slots than this gives the memory back (see
+/// [`RunQueue::pop`]): 4,096 jobs, 64 KiB.
+const SHRINK_ABOVE: usize = 4096;
+
+/// What a drained queue keeps of its buffer: enough for an ordinary tick's worth of wakes
+/// without growing again.
+const KEEP: usize = 256;
+
 /// Runnable jobs of the loop thread, in wake order.
 ///
 /// By default a plain FIFO: a task woken while it runs goes to the back like any other, so
@@ -69,16 +77,35 @@ impl RunQueue {
         self.ready.push_back(job);
     }
 
+    /// The next job to run. When this empties a queue that a burst grew large (100,000
+    /// tasks spawned at once leave a 2 MiB buffer), the buffer is given back: an idle or
+    /// steady program should not keep its worst moment's queue forever. Regrowing for the
+    /// next burst costs what the first growth did, once per burst.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Job> {
-        match self.picker {
+        let job = match self.picker {
             Picker::Fifo => self.ready.pop_front(),
             _ if self.ready.is_empty() => None,
             _ => {
                 let index = self.picker.pick(&self.ready, Job::trace_id);
                 self.ready.remove(index)
             }
+        };
+        if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
+            self.shrink();
         }
+        job
+    }
+
+    #[cold]
+    fn shrink(&mut self) {
+        self.ready.shrink_to(KEEP);
+    }
+
+    /// Slots the buffer has room for (for tests of the shrinking).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.ready.capacity()
     }
 
     /// The jobs waiting, in no particular order (for dumps).
@@ -148,5 +175,34 @@ impl Shared {
         if self.sleeping.swap(false, Ordering::SeqCst) {
             self.unparker.unpark();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_drained_after_a_burst_gives_its_buffer_back() {
+        let mut queue = RunQueue::new(Strategy::Fifo, 0);
+        for _ in 0..100_000 {
+            queue.push(Job::Root);
+        }
+        assert!(queue.capacity() >= 100_000);
+        for _ in 0..99_999 {
+            queue.pop().unwrap();
+        }
+        // One job left: the buffer is still in use.
+        assert!(queue.capacity() >= 100_000);
+        queue.pop().unwrap();
+        assert!(queue.pop().is_none());
+        assert!(queue.capacity() <= KEEP, "kept {} slots", queue.capacity());
+        // A small queue is never shrunk: no reallocation in the steady state.
+        for _ in 0..SHRINK_ABOVE {
+            queue.push(Job::Root);
+        }
+        let steady = queue.capacity();
+        while queue.pop().is_some() {}
+        assert_eq!(queue.capacity(), steady);
     }
 }

@@ -32,12 +32,12 @@ pub fn cancelled_or_outside() -> Result<Option<Cancelled>, OutsideRuntime> {
 pub struct OutsideRuntime;
 
 fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
+    if context::lazy_shield().is_some() {
+        // Inside a shield that has no node (so inside a runtime): nothing started inside
+        // it, so nothing inside it can have been cancelled.
+        return Ok(None);
+    }
     context::with_core(|core| {
-        if core.lazy_shield.get().is_some() {
-            // Inside a shield that has no node: nothing started inside it, so nothing
-            // inside it can have been cancelled.
-            return None;
-        }
         let cancel = core.tree.borrow().get(core.current.get())?.cancel;
         if cancel.is_some() {
             // The task has seen its cancellation: progress, for the watchdog.

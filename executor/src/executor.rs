@@ -80,13 +80,6 @@ pub(crate) struct Core {
     /// The innermost node being polled: a task, a shield inside it, or the root. Await
     /// points read its mark; `spawn` makes it the parent.
     pub(crate) current: Cell<Key>,
-    /// Set while the innermost frame being polled is a shield that has no node of its own
-    /// (yet): await points see no cancellation, and the first spawn or region inside gives
-    /// the shield its node, opened where `shield` was called (see [`crate::shield`]).
-    pub(crate) lazy_shield: Cell<Option<&'static Location<'static>>>,
-    /// The node a lazy shield was given during its current poll (`Key::MAX` if none): the
-    /// shield adopts it when the poll ends.
-    pub(crate) shield_made: Cell<Key>,
     /// Every shield gets a node when opened, so dumps and the watchdog see it: set when any
     /// diagnostic is on.
     pub(crate) eager_shields: bool,
@@ -146,7 +139,7 @@ impl Core {
     /// When neither exists: no `block_on` is running on this runtime any more.
     #[track_caller]
     pub(crate) fn spawn_parent(&self) -> Key {
-        if let Some(location) = self.lazy_shield.get() {
+        if let Some(location) = context::lazy_shield() {
             return self.open_lazy_shield(location);
         }
         self.polled_node()
@@ -172,7 +165,8 @@ impl Core {
 
     /// Something inside a shield without a node needs one (a spawn, a scope, a deadline):
     /// open it now under the polled node and make it the current node for the rest of this
-    /// poll. The shield adopts it when its poll ends ([`Core::shield_made`]).
+    /// poll. The shield adopts it, and restores the current node, when its poll ends
+    /// ([`context::replace_shield_made`]).
     #[cold]
     #[track_caller]
     fn open_lazy_shield(&self, location: &'static Location<'static>) -> Key {
@@ -180,9 +174,9 @@ impl Core {
         let key = self
             .insert(Some(parent), NodeKind::Shield, location, None)
             .key;
-        self.current.set(key);
-        self.lazy_shield.set(None);
-        self.shield_made.set(key);
+        let replaced = self.current.replace(key);
+        context::replace_lazy_shield(None);
+        context::replace_shield_made(Some((key, replaced)));
         key
     }
 
@@ -283,29 +277,14 @@ impl Core {
     }
 
     /// Makes `key` the current node until the guard drops (also when unwinding).
+    #[inline]
     pub(crate) fn enter_node(&self, key: Key) -> CurrentGuard<'_> {
         CurrentGuard {
             core: self,
             previous: self.current.replace(key),
             // A node's await points read its mark, even if a lazy shield polls it (a region
             // opened before the shield was entered is not below the shield).
-            previous_lazy: self.lazy_shield.replace(None),
-        }
-    }
-
-    /// Makes the current node a shield without a node of its own until the guard drops: the
-    /// node stays, await points stop seeing its mark, and a spawn opens the shield's node.
-    pub(crate) fn enter_lazy_shield(
-        &self,
-        location: &'static Location<'static>,
-    ) -> LazyShieldGuard<'_> {
-        LazyShieldGuard {
-            previous_made: self.shield_made.replace(Key::MAX),
-            frame: CurrentGuard {
-                core: self,
-                previous: self.current.get(),
-                previous_lazy: self.lazy_shield.replace(Some(location)),
-            },
+            previous_lazy: context::replace_lazy_shield(None),
         }
     }
 
@@ -403,22 +382,10 @@ pub(crate) struct CurrentGuard<'a> {
 }
 
 impl Drop for CurrentGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.core.current.set(self.previous);
-        self.core.lazy_shield.set(self.previous_lazy);
-    }
-}
-
-/// Restores the frame around a lazy shield's poll, and the node an enclosing lazy shield
-/// was given (a nested one must not adopt it).
-pub(crate) struct LazyShieldGuard<'a> {
-    frame: CurrentGuard<'a>,
-    previous_made: Key,
-}
-
-impl Drop for LazyShieldGuard<'_> {
-    fn drop(&mut self) {
-        self.frame.core.shield_made.set(self.previous_made);
+        context::replace_lazy_shield(self.previous_lazy);
     }
 }
 
@@ -462,8 +429,6 @@ impl Executor {
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
                 current: Cell::new(Key::MAX),
-                lazy_shield: Cell::new(None),
-                shield_made: Cell::new(Key::MAX),
                 eager_shields: diagnostics.wants_shield_nodes(),
                 unhandled: RefCell::new(Vec::new()),
                 mode: Cell::new(Mode::Running),

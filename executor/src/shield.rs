@@ -11,9 +11,10 @@
 //! Most shields wrap a short cleanup (a flush, a goodbye message, a sleep) that spawns
 //! nothing and opens no region. Such a shield needs no node: all it must do is hide the
 //! outer mark from the await points polled inside it. So a shield starts *lazy*: while its
-//! inner future is polled, the core's `lazy_shield` flag is set (the current node stays the
+//! inner future is polled, a `lazy_shield` flag is set (the current node stays the
 //! enclosing one), and [`cancelled_here`](crate::cancelled_here) answers "not cancelled"
-//! while it is. The first thing inside that needs a node as its parent (a `spawn`, a
+//! while it is. The flag is a thread-local of its own (see `context`), so a lazy shield's
+//! poll and the await points inside it never reach for the core. The first thing inside that needs a node as its parent (a `spawn`, a
 //! scope, a timeout, a nested shield's node) makes the core open the shield's node right
 //! then, under the polled node, where `shield` was called; the shield adopts it when the
 //! poll ends and from then on is an ordinary region. Nested lazy shields are equivalent to
@@ -45,14 +46,13 @@
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use crate::context;
-use crate::executor::{Core, LazyShieldGuard};
 use crate::region::{Region, RegionKind};
+use crate::tree::Key;
 
 /// Runs `future` with cancellation from outside hidden, so cleanup can await (R11).
 ///
@@ -107,10 +107,10 @@ impl<F: Future> Future for Shield<F> {
         let inner = this.inner;
         let slot = this.region;
         if slot.is_none() {
-            let core: Rc<Core> = context::expect_core("polling a shield", Rc::clone);
-            if !core.eager_shields {
-                return poll_lazy(&core, slot, location, cx, |cx| inner.poll(cx));
+            if context::lazy_shields() {
+                return poll_lazy(slot, location, cx, |cx| inner.poll(cx));
             }
+            // Panics outside a runtime, naming the mistake.
             *slot = Some(Region::open_at(RegionKind::Shield, location));
         }
         let region = slot.as_ref().expect("the shield's region was just opened");
@@ -125,43 +125,54 @@ impl<F: Future> Future for Shield<F> {
 
 /// One poll of a shield that has no node: the inner future runs with the lazy flag set. If
 /// something inside opened the shield's node, the shield adopts it (and closes it at once if
-/// the inner future is done).
+/// the inner future is done). Nothing here touches the core on the common path.
 fn poll_lazy<T>(
-    core: &Core,
     slot: &mut Option<Region>,
     location: &'static Location<'static>,
     cx: &mut Context<'_>,
     poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
 ) -> Poll<T> {
     let polled = {
-        let _frame = Adopt {
-            core,
+        let _frame = LazyFrame {
+            previous_lazy: context::replace_lazy_shield(Some(location)),
+            previous_made: context::replace_shield_made(None),
             slot: &mut *slot,
-            _frame: core.enter_lazy_shield(location),
         };
         poll(cx)
     };
     match slot {
         Some(_) if polled.is_ready() => *slot = None,
-        Some(region) => region.set_waker_in(core, cx.waker()),
+        Some(region) => region.set_waker(cx.waker()),
         None => {}
     }
     polled
 }
 
-/// Hands the node opened for a lazy shield to the shield when the poll ends, unwinding
-/// included; then restores the enclosing frame (its field drops after `drop` runs).
-struct Adopt<'a> {
-    core: &'a Core,
+/// The frame of one lazy shield poll. When the poll ends, unwinding included, it restores
+/// the enclosing frame; if something inside opened the shield's node (which made that node
+/// the current one), it also restores the current node and hands the node to the shield.
+struct LazyFrame<'a> {
+    previous_lazy: Option<&'static Location<'static>>,
+    previous_made: Option<(Key, Key)>,
     slot: &'a mut Option<Region>,
-    _frame: LazyShieldGuard<'a>,
 }
 
-impl Drop for Adopt<'_> {
+impl Drop for LazyFrame<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let made = self.core.shield_made.get();
-        if made != crate::tree::Key::MAX {
-            *self.slot = Some(Region::adopt_shield(self.core, made));
+        let made = context::replace_shield_made(self.previous_made);
+        context::replace_lazy_shield(self.previous_lazy);
+        if let Some((node, replaced)) = made {
+            adopt(self.slot, node, replaced);
         }
     }
+}
+
+/// The rare end of a lazy shield's poll: something inside opened the shield's node.
+#[cold]
+fn adopt(slot: &mut Option<Region>, node: Key, replaced: Key) {
+    context::with_core(|core| {
+        core.current.set(replaced);
+        *slot = Some(Region::adopt_shield(core, node));
+    });
 }

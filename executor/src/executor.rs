@@ -77,6 +77,10 @@ pub(crate) struct Core {
     pub(crate) queue: RefCell<RunQueue>,
     /// The part other threads reach through wakers.
     pub(crate) shared: Arc<Shared>,
+    /// The task whose runnable the loop is about to run: set just before `Runnable::run`,
+    /// read by that task's [`TaskFuture`](crate::task) first thing (so the task allocation
+    /// need not carry its key twice; see `task.rs`).
+    pub(crate) running: Cell<Key>,
     /// The innermost node being polled: a task, a shield inside it, or the root. Await
     /// points read its mark; `spawn` makes it the parent.
     pub(crate) current: Cell<Key>,
@@ -301,12 +305,14 @@ impl Core {
         }
         while tick.polled < EVENT_INTERVAL {
             // The borrow ends with the statement: the job runs without it.
-            let Some(job) = self.queue.borrow_mut().pop() else {
+            let Some(job) = self.queue.borrow_mut().pop(&self.tree) else {
                 break;
             };
             match job {
                 Job::Task(runnable) => {
-                    self.record(|| TraceEvent::Poll(runnable.metadata().number()));
+                    let key = *runnable.metadata();
+                    self.record(|| TraceEvent::Poll(self.tree.borrow().node(key).id.number()));
+                    self.running.set(key);
                     runnable.run();
                 }
                 Job::Root => {
@@ -337,12 +343,13 @@ impl Core {
             while let Some(job) = self.shared.injector.pop() {
                 self.queue.borrow_mut().push(job);
             }
-            let Some(job) = self.queue.borrow_mut().pop() else {
+            let Some(job) = self.queue.borrow_mut().pop(&self.tree) else {
                 break;
             };
             // A task in teardown drops its future and completes without polling it; the
             // root is not polled.
             if let Job::Task(runnable) = job {
+                self.running.set(*runnable.metadata());
                 runnable.run();
             }
         }
@@ -428,6 +435,7 @@ impl Executor {
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
+                running: Cell::new(Key::MAX),
                 current: Cell::new(Key::MAX),
                 eager_shields: diagnostics.wants_shield_nodes(),
                 unhandled: RefCell::new(Vec::new()),
@@ -537,7 +545,7 @@ impl Executor {
         let outcome = root_task.outcome.take();
         // Only root wakes can be left over (every task has finished): drop them, so the next
         // `block_on` on this runtime starts from an empty queue.
-        while self.core.queue.borrow_mut().pop().is_some() {}
+        while self.core.queue.borrow_mut().pop(&self.core.tree).is_some() {}
 
         core.finish(root);
         if let Some(diag) = &core.diag {

@@ -28,7 +28,7 @@ use crate::context;
 use crate::coop;
 use crate::executor::Payload;
 use crate::task::Outcome;
-use crate::tree::{JoinInterest, NodeRef, TaskId};
+use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
 
 /// An owned permission to await a spawned task's outcome, and to cancel it.
 ///
@@ -41,7 +41,7 @@ use crate::tree::{JoinInterest, NodeRef, TaskId};
 #[must_use = "a JoinHandle does nothing unless awaited; dropping it does not cancel the task"]
 pub struct JoinHandle<T> {
     /// async-task's handle; `None` once the outcome was taken.
-    task: Option<FallibleTask<Outcome<T>, TaskId>>,
+    task: Option<FallibleTask<Outcome<T>, Key>>,
     /// The task's node.
     node: NodeRef,
     /// Its parent, whose region a panic nobody takes cancels.
@@ -54,7 +54,7 @@ pub struct JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(
-        task: FallibleTask<Outcome<T>, TaskId>,
+        task: FallibleTask<Outcome<T>, Key>,
         node: NodeRef,
         parent: NodeRef,
         location: &'static Location<'static>,

@@ -11,6 +11,7 @@
 //! - Once `closed` (the runtime was dropped), a wake drops its `Runnable` on the spot: by then
 //!   every task's future has been dropped, so nothing but the allocation goes with it.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,23 +22,25 @@ use crossbeam_queue::SegQueue;
 use crate::context;
 use crate::park::Unpark;
 use crate::strategy::{Picker, Strategy};
-use crate::tree::TaskId;
+use crate::tree::{Key, Tree};
 
 /// One turn on the loop: a task, or the `block_on` future (which is not `'static`, so it
 /// cannot be an async-task task, yet must take its turn in the same FIFO to be fair).
 pub(crate) enum Job {
-    /// Poll this task (its id rides along as async-task metadata).
-    Task(Runnable<TaskId>),
+    /// Poll this task (its node's slab key rides along as async-task metadata: see
+    /// [`crate::task`] for why the key and not the id).
+    Task(Runnable<Key>),
     /// Poll the root future.
     Root,
 }
 
 impl Job {
     /// The job's number in traces and strategies: the task's number within the runtime,
-    /// `u64::MAX` for the root.
-    pub(crate) fn trace_id(&self) -> u64 {
+    /// `u64::MAX` for the root. A queued task's node is always live (a task leaves the tree
+    /// only by completing, which consumes its runnable).
+    pub(crate) fn trace_id(&self, tree: &Tree) -> u64 {
         match self {
-            Job::Task(runnable) => runnable.metadata().number(),
+            Job::Task(runnable) => tree.node(*runnable.metadata()).id.number(),
             Job::Root => u64::MAX,
         }
     }
@@ -81,13 +84,16 @@ impl RunQueue {
     /// tasks spawned at once leave a 2 MiB buffer), the buffer is given back: an idle or
     /// steady program should not keep its worst moment's queue forever. Regrowing for the
     /// next burst costs what the first growth did, once per burst.
+    ///
+    /// `tree` gives the tasks' ids to a seeded strategy; FIFO does not look at it.
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<Job> {
+    pub(crate) fn pop(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
         let job = match self.picker {
             Picker::Fifo => self.ready.pop_front(),
             _ if self.ready.is_empty() => None,
             _ => {
-                let index = self.picker.pick(&self.ready, Job::trace_id);
+                let tree = tree.borrow();
+                let index = self.picker.pick(&self.ready, |job| job.trace_id(&tree));
                 self.ready.remove(index)
             }
         };
@@ -141,7 +147,7 @@ impl Shared {
     }
 
     /// The schedule function every task is created with: the hot path of every wake.
-    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<TaskId>) {
+    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<Key>) {
         self.schedule_job(Job::Task(runnable));
     }
 
@@ -184,25 +190,26 @@ mod tests {
 
     #[test]
     fn a_queue_drained_after_a_burst_gives_its_buffer_back() {
+        let tree = RefCell::new(Tree::new());
         let mut queue = RunQueue::new(Strategy::Fifo, 0);
         for _ in 0..100_000 {
             queue.push(Job::Root);
         }
         assert!(queue.capacity() >= 100_000);
         for _ in 0..99_999 {
-            queue.pop().unwrap();
+            queue.pop(&tree).unwrap();
         }
         // One job left: the buffer is still in use.
         assert!(queue.capacity() >= 100_000);
-        queue.pop().unwrap();
-        assert!(queue.pop().is_none());
+        queue.pop(&tree).unwrap();
+        assert!(queue.pop(&tree).is_none());
         assert!(queue.capacity() <= KEEP, "kept {} slots", queue.capacity());
         // A small queue is never shrunk: no reallocation in the steady state.
         for _ in 0..SHRINK_ABOVE {
             queue.push(Job::Root);
         }
         let steady = queue.capacity();
-        while queue.pop().is_some() {}
+        while queue.pop(&tree).is_some() {}
         assert_eq!(queue.capacity(), steady);
     }
 }

@@ -261,14 +261,16 @@ pub(super) fn take(core: &Core, stuck: &HashMap<Key, StallCause>) -> TreeDump {
 /// The ids of the tasks waiting in the local run queue (wakes from other threads that
 /// have not been moved over yet are not seen).
 fn scheduled(core: &Core) -> HashSet<TaskId> {
-    let root = core.tree.borrow().get(core.root.get()).map(|node| node.id);
+    let tree = core.tree.borrow();
+    let root = core.root.get();
     core.queue
         .borrow()
         .jobs()
         .filter_map(|job| match job {
-            Job::Task(runnable) => Some(*runnable.metadata()),
-            Job::Root => root,
+            Job::Task(runnable) => tree.get(*runnable.metadata()),
+            Job::Root => tree.get(root),
         })
+        .map(|node| node.id)
         .collect()
 }
 

@@ -77,6 +77,9 @@ pub(crate) struct Core {
     pub(crate) queue: RefCell<RunQueue>,
     /// The part other threads reach through wakers.
     pub(crate) shared: Arc<Shared>,
+    /// How many tasks are in the aborting phase: while none is, a task's poll need not look
+    /// up its own phase (a slab lookup per poll saved, the common case).
+    pub(crate) aborting: Cell<usize>,
     /// The task whose runnable the loop is about to run: set just before `Runnable::run`,
     /// read by that task's [`TaskFuture`](crate::task) first thing (so the task allocation
     /// need not carry its key twice; see `task.rs`).
@@ -248,6 +251,9 @@ impl Core {
             let node = tree.node_mut(key);
             if node.phase == Phase::Active {
                 node.phase = Phase::Aborting;
+                if node.kind == NodeKind::Task {
+                    self.aborting.set(self.aborting.get() + 1);
+                }
             }
             node.waker.clone()
         };
@@ -354,6 +360,7 @@ impl Core {
             }
         }
         self.tree.borrow_mut().clear();
+        self.aborting.set(0);
         // Panics recorded for the abandoned `block_on` must not resurface in the next one;
         // they are reported rather than lost.
         let unhandled: Vec<_> = self.unhandled.borrow_mut().drain(..).collect();
@@ -435,6 +442,7 @@ impl Executor {
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
+                aborting: Cell::new(0),
                 running: Cell::new(Key::MAX),
                 current: Cell::new(Key::MAX),
                 eager_shields: diagnostics.wants_shield_nodes(),

@@ -86,21 +86,27 @@ impl RunQueue {
     /// next burst costs what the first growth did, once per burst.
     ///
     /// `tree` gives the tasks' ids to a seeded strategy; FIFO does not look at it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
         let job = match self.picker {
             Picker::Fifo => self.ready.pop_front(),
-            _ if self.ready.is_empty() => None,
-            _ => {
-                let tree = tree.borrow();
-                let index = self.picker.pick(&self.ready, |job| job.trace_id(&tree));
-                self.ready.remove(index)
-            }
+            _ => self.pick(tree),
         };
         if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
             self.shrink();
         }
         job
+    }
+
+    /// [`RunQueue::pop`] under a seeded strategy.
+    #[inline(never)]
+    fn pick(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
+        if self.ready.is_empty() {
+            return None;
+        }
+        let tree = tree.borrow();
+        let index = self.picker.pick(&self.ready, |job| job.trace_id(&tree));
+        self.ready.remove(index)
     }
 
     #[cold]

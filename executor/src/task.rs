@@ -121,30 +121,32 @@ impl<F: Future> Future for TaskFuture<F> {
         let tearing_down = core.mode.get() == Mode::TearingDown;
         match stage.as_mut().project() {
             StageProj::Running { future } => {
-                let outcome =
-                    if tearing_down || core.tree.borrow().node(key).phase == Phase::Aborting {
-                        Outcome::Aborted
-                    } else {
-                        let _current = core.enter_node(key);
-                        let _budget = coop::fresh_budget();
-                        #[cfg(feature = "tracing")]
-                        let _span = {
-                            let id = core.tree.borrow().node(key).id;
-                            crate::events::poll_span(id)
-                        };
-                        let polled = match &core.diag {
-                            // Diagnostics off: the poll and nothing around it (the hot path).
-                            None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
-                            Some(_) => core.observe_poll(key, || {
-                                panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
-                            }),
-                        };
-                        match polled {
-                            Ok(Poll::Pending) => return Poll::Pending,
-                            Ok(Poll::Ready(value)) => Outcome::Returned(value),
-                            Err(payload) => Outcome::Panicked(payload),
-                        }
+                let outcome = if tearing_down
+                    || (core.aborting.get() > 0
+                        && core.tree.borrow().node(key).phase == Phase::Aborting)
+                {
+                    Outcome::Aborted
+                } else {
+                    let _current = core.enter_node(key);
+                    let _budget = coop::fresh_budget();
+                    #[cfg(feature = "tracing")]
+                    let _span = {
+                        let id = core.tree.borrow().node(key).id;
+                        crate::events::poll_span(id)
                     };
+                    let polled = match &core.diag {
+                        // Diagnostics off: the poll and nothing around it (the hot path).
+                        None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
+                        Some(_) => core.observe_poll(key, || {
+                            panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+                        }),
+                    };
+                    match polled {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(value)) => Outcome::Returned(value),
+                        Err(payload) => Outcome::Panicked(payload),
+                    }
+                };
                 let outcome = drop_future(&core, key, stage.as_mut(), outcome);
                 // (Read again: the drop ran user code.)
                 if core.mode.get() == Mode::TearingDown {
@@ -229,7 +231,13 @@ fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
 /// its own children (nobody is left to use what they compute); a panic nobody can take from
 /// a handle is reported and cancels the parent's region (R17).
 fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
-    core.tree.borrow_mut().node_mut(key).phase = Phase::Completing;
+    let phase = std::mem::replace(
+        &mut core.tree.borrow_mut().node_mut(key).phase,
+        Phase::Completing,
+    );
+    if phase == Phase::Aborting {
+        core.aborting.set(core.aborting.get() - 1);
+    }
     match outcome {
         Outcome::Panicked(_) => core.cancel(key, CancelReason::Failure),
         Outcome::Aborted => core.cancel(key, CancelReason::Explicit),

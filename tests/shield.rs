@@ -215,6 +215,15 @@ fn a_scope_opened_inside_a_shield_still_cancels_its_members_on_failure() {
 // A shield gets its node only when something inside needs one (see `executor/src/shield.rs`):
 // the tests below pin down that the lazy node behaves exactly like one opened up front.
 
+/// Spawns (and detaches) a child that sleeps `nap` and logs how its sleep ended, and when.
+fn spawn_sleeper(log: &Log, nap: std::time::Duration, start: Instant) {
+    let log = log.clone();
+    drop(spawn(async move {
+        let r = sleep(nap).await;
+        log.push(format!("child: {r:?} at {}", ms_since(start)));
+    }));
+}
+
 #[test]
 fn a_shield_that_spawns_only_in_a_later_poll_still_shields_the_child() {
     let log = Log::new();
@@ -230,13 +239,7 @@ fn a_shield_that_spawns_only_in_a_later_poll_still_shields_the_child() {
                     shield(async {
                         // First poll: nothing needs a node. Second poll: a spawn does.
                         sleep(ms(10)).await.unwrap();
-                        drop(spawn({
-                            let log = log.clone();
-                            async move {
-                                let r = sleep(ms(20)).await;
-                                log.push(format!("child: {r:?} at {}", ms_since(start)));
-                            }
-                        }));
+                        spawn_sleeper(&log, ms(20), start);
                         let deadline = treeloop::time::timeout(ms(5), sleep(ms(1_000))).await;
                         log.push(format!("deadline inside: {}", deadline.is_err()));
                     })
@@ -276,13 +279,7 @@ fn nested_shields_hide_the_cancel_until_the_outer_one_is_left() {
                     shield(async {
                         shield(async {
                             // The inner shield gets a node; the outer one stays a flag.
-                            drop(spawn({
-                                let log = log.clone();
-                                async move {
-                                    let r = sleep(ms(30)).await;
-                                    log.push(format!("child: {r:?} at {}", ms_since(start)));
-                                }
-                            }));
+                            spawn_sleeper(&log, ms(30), start);
                             sleep(ms(10)).await
                         })
                         .await
@@ -321,13 +318,7 @@ fn a_shield_body_that_panics_after_spawning_still_waits_for_the_child() {
                 async move {
                     let _ = treeloop::cancelled().await;
                     shield(async {
-                        drop(spawn({
-                            let log = log.clone();
-                            async move {
-                                let r = sleep(ms(20)).await;
-                                log.push(format!("child: {r:?} at {}", ms_since(start)));
-                            }
-                        }));
+                        spawn_sleeper(&log, ms(20), start);
                         panic!("cleanup failed");
                     })
                     .await

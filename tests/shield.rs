@@ -368,3 +368,51 @@ fn a_region_opened_before_the_shield_keeps_its_own_mark_inside_it() {
         );
     });
 }
+
+/// Runs a shield whose body spawns a 50 ms child: first polled outside a 10 ms timeout (its
+/// body does not get to the spawn yet), then awaited inside the timeout.
+fn shield_first_polled_outside_a_timeout(diagnostics: bool) -> Vec<String> {
+    let log = Log::new();
+    let rt = treeloop::Builder::new()
+        .start_paused(true)
+        .diagnostics(diagnostics)
+        .build()
+        .unwrap();
+    rt.block_on({
+        let log = log.clone();
+        async move {
+            let start = Instant::now();
+            let mut cleanup = std::pin::pin!(shield({
+                let log = log.clone();
+                async move {
+                    checkpoint().await.unwrap();
+                    spawn_sleeper(&log, ms(50), start);
+                }
+            }));
+            std::future::poll_fn(|cx| {
+                assert!(cleanup.as_mut().poll(cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let r = treeloop::time::timeout(ms(10), cleanup).await;
+            log.push(format!("timeout ok: {} at {}", r.is_ok(), ms_since(start)));
+        }
+    });
+    assert_eq!(rt.live_tasks(), 0);
+    log.take()
+}
+
+/// Regression test (found in review): a lazy shield's node used to go under the node polled
+/// when something inside first needed it, here the timeout's region, which then waited 40 ms
+/// past its deadline for the shield's child. It goes where an eager node would have been:
+/// under the node polled when the shield was first polled.
+#[test]
+fn a_shield_first_polled_outside_a_timeout_keeps_its_children_out_of_it() {
+    for diagnostics in [true, false] {
+        assert_eq!(
+            shield_first_polled_outside_a_timeout(diagnostics),
+            ["timeout ok: true at 0", "child: Ok(()) at 50"],
+            "diagnostics: {diagnostics}"
+        );
+    }
+}

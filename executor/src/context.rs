@@ -13,7 +13,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use crate::executor::Core;
-use crate::tree::Key;
+use crate::tree::{Key, NodeRef};
 
 thread_local! {
     /// The runtime running on this thread, if any.
@@ -27,10 +27,10 @@ thread_local! {
 // instructions per shielded poll on cancel_tree, measured with callgrind).
 thread_local! {
     /// Whether the runtime running on this thread opens shields lazily.
-    static LAZY_SHIELDS: Cell<bool> = const { Cell::new(false) };
-    /// Set while the innermost frame being polled is a shield that has no node yet: where
-    /// `shield` was called, for the node if something inside needs one.
-    static LAZY_SHIELD: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
+    static SHIELDS_ARE_LAZY: Cell<bool> = const { Cell::new(false) };
+    /// Set while the innermost frame being polled is a shield that has no node yet: what the
+    /// node needs if something inside needs one.
+    static LAZY_SHIELD: Cell<Option<LazyShield>> = const { Cell::new(None) };
     /// The node a lazy shield was given during its current poll, and the current node it
     /// replaced (to restore when the poll ends).
     static SHIELD_MADE: Cell<Option<(Key, Key)>> = const { Cell::new(None) };
@@ -39,21 +39,30 @@ thread_local! {
 /// Whether a shield entered now may start without a node (inside a runtime without
 /// diagnostics).
 #[inline]
-pub(crate) fn lazy_shields() -> bool {
-    LAZY_SHIELDS.get()
+pub(crate) fn shields_are_lazy() -> bool {
+    SHIELDS_ARE_LAZY.get()
+}
+
+/// A shield without a node, as the frame of its poll knows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LazyShield {
+    /// Where `shield` was called.
+    pub(crate) location: &'static Location<'static>,
+    /// The node that was being polled when the shield was first polled: its node goes
+    /// there, as an eagerly opened one would have, even if the shield is polled somewhere
+    /// else by the time it needs the node.
+    pub(crate) host: NodeRef,
 }
 
 /// The lazy shield the innermost frame is in, if it is one.
 #[inline]
-pub(crate) fn lazy_shield() -> Option<&'static Location<'static>> {
+pub(crate) fn lazy_shield() -> Option<LazyShield> {
     LAZY_SHIELD.get()
 }
 
 /// Enters (`Some`) or leaves (`None`) a lazy shield frame; returns the previous state.
 #[inline]
-pub(crate) fn replace_lazy_shield(
-    shield: Option<&'static Location<'static>>,
-) -> Option<&'static Location<'static>> {
+pub(crate) fn replace_lazy_shield(shield: Option<LazyShield>) -> Option<LazyShield> {
     LAZY_SHIELD.replace(shield)
 }
 
@@ -101,7 +110,7 @@ pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
             "block_on called inside a treeloop runtime: a nested block_on would stall the event \
              loop; `.await` the future instead, or `treeloop::spawn` it"
         );
-        LAZY_SHIELDS.set(!core.eager_shields);
+        SHIELDS_ARE_LAZY.set(!core.eager_shields);
         *slot = Some(core);
     });
     EnterGuard(())
@@ -115,7 +124,7 @@ impl Drop for EnterGuard {
             .try_with(|cell| cell.borrow_mut().take())
             .ok()
             .flatten();
-        let _ = LAZY_SHIELDS.try_with(|lazy| lazy.set(false));
+        let _ = SHIELDS_ARE_LAZY.try_with(|lazy| lazy.set(false));
         drop(core);
     }
 }

@@ -146,10 +146,17 @@ impl Core {
     /// When neither exists: no `block_on` is running on this runtime any more.
     #[track_caller]
     pub(crate) fn spawn_parent(&self) -> Key {
-        if let Some(location) = context::lazy_shield() {
-            return self.open_lazy_shield(location);
+        if let Some(shield) = context::lazy_shield() {
+            return self.open_lazy_shield(shield);
         }
         self.polled_node()
+    }
+
+    /// [`Core::polled_node`] as a reference that can outlive it.
+    #[track_caller]
+    pub(crate) fn polled_ref(&self) -> NodeRef {
+        let key = self.polled_node();
+        self.tree.borrow().node_ref(key)
     }
 
     /// The node being polled; between polls, the running `block_on`'s root.
@@ -171,15 +178,17 @@ impl Core {
     }
 
     /// Something inside a shield without a node needs one (a spawn, a scope, a deadline):
-    /// open it now under the polled node and make it the current node for the rest of this
-    /// poll. The shield adopts it, and restores the current node, when its poll ends
-    /// ([`context::replace_shield_made`]).
+    /// open it now under the node that was polled when the shield was first polled (or, if
+    /// that node is gone, the one polled now), as an eagerly opened node would be, and make
+    /// it the current node for the rest of this poll. The shield adopts it, and restores
+    /// the current node, when its poll ends ([`context::replace_shield_made`]).
     #[cold]
     #[track_caller]
-    fn open_lazy_shield(&self, location: &'static Location<'static>) -> Key {
-        let parent = self.polled_node();
+    fn open_lazy_shield(&self, shield: context::LazyShield) -> Key {
+        let host = self.tree.borrow().resolve(shield.host);
+        let parent = host.unwrap_or_else(|| self.polled_node());
         let key = self
-            .insert(Some(parent), NodeKind::Shield, location, None)
+            .insert(Some(parent), NodeKind::Shield, shield.location, None)
             .key;
         let replaced = self.current.replace(key);
         context::replace_lazy_shield(None);
@@ -392,7 +401,7 @@ fn wake_marked(node: &crate::tree::Node, later: &mut Vec<std::task::Waker>) {
 pub(crate) struct CurrentGuard<'a> {
     core: &'a Core,
     previous: Key,
-    previous_lazy: Option<&'static Location<'static>>,
+    previous_lazy: Option<context::LazyShield>,
 }
 
 impl Drop for CurrentGuard<'_> {

@@ -90,9 +90,16 @@ impl Region {
 
     /// Runs `f` (a poll of the inner future) with this region as the current node, and makes
     /// `waker` the one woken when the region is cancelled or its last child finishes.
+    ///
+    /// A region whose node is gone (its runtime's `block_on` unwound and tore the tree down,
+    /// and the future owning the region outlived it) is entered as nothing: `f` runs in the
+    /// caller's frame. Its slab key may belong to another node by now, which must not be
+    /// touched.
     pub fn enter<R>(&self, waker: &Waker, f: impl FnOnce() -> R) -> R {
         let core = self.core();
-        self.set_waker_in(&core, waker);
+        if !self.set_waker_in(&core, waker) {
+            return f();
+        }
         if self.shield {
             // Shielded cleanup running counts as progress for the watchdog.
             core.note_progress();
@@ -106,19 +113,26 @@ impl Region {
         self.set_waker_in(&self.core(), waker);
     }
 
-    pub(crate) fn set_waker_in(&self, core: &Core, waker: &Waker) {
+    /// [`set_waker`](Self::set_waker); `false` (and nothing written) when the region's node
+    /// is gone.
+    fn set_waker_in(&self, core: &Core, waker: &Waker) -> bool {
         let mut tree = core.tree.borrow_mut();
-        let node = tree.node_mut(self.node.key);
+        let Some(key) = tree.resolve(self.node) else {
+            return false;
+        };
+        let node = tree.node_mut(key);
         if !node.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             node.waker = Some(waker.clone());
         }
+        true
     }
 
     /// The region's own cancellation mark (from above, or direct).
     pub fn cancellation(&self) -> Option<Cancelled> {
         let core = self.core();
         let tree = core.tree.borrow();
-        tree.node(self.node.key).cancel.map(Cancelled::new)
+        let key = tree.resolve(self.node)?;
+        tree.node(key).cancel.map(Cancelled::new)
     }
 
     /// Cancels the region and its subtree; see [`RegionHandle::cancel`].
@@ -128,7 +142,10 @@ impl Region {
 
     /// Whether tasks spawned in the region (or in regions inside it) are still alive.
     pub fn has_children(&self) -> bool {
-        self.core().tree.borrow().has_children(self.node.key)
+        let core = self.core();
+        let tree = core.tree.borrow();
+        tree.resolve(self.node)
+            .is_some_and(|key| tree.has_children(key))
     }
 
     fn core(&self) -> Rc<Core> {

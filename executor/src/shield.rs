@@ -14,11 +14,18 @@
 //! inner future is polled, a `lazy_shield` flag is set (the current node stays the
 //! enclosing one), and [`cancelled_here`](crate::cancelled_here) answers "not cancelled"
 //! while it is. The flag is a thread-local of its own (see `context`), so a lazy shield's
-//! poll and the await points inside it never reach for the core. The first thing inside that needs a node as its parent (a `spawn`, a
-//! scope, a timeout, a nested shield's node) makes the core open the shield's node right
-//! then, under the polled node, where `shield` was called; the shield adopts it when the
-//! poll ends and from then on is an ordinary region. Nested lazy shields are equivalent to
-//! one: the innermost that needs a node gets it.
+//! poll and the await points inside it never reach for the core.
+//!
+//! The first thing inside that needs a node as its parent (a `spawn`, a scope, a timeout,
+//! a nested shield's node) makes the core open the shield's node right then, with the
+//! location where `shield` was called, and *where an eager node would be*: under the node
+//! that was being polled when the shield was first polled, which the shield remembers from
+//! that first poll (a shield first polled outside a timeout and later awaited inside it
+//! must not put its children under the timeout's region). If that node is gone (the
+//! shield future was moved to another task, and the first one finished), the node goes
+//! under the node polled now. The shield adopts its node when the poll ends and from then
+//! on is an ordinary region. Nested lazy shields are equivalent to one: the innermost that
+//! needs a node gets it.
 //!
 //! This saves a slab insert, two link updates, a waker clone and a removal per shield: in
 //! the cancel_tree benchmark, about a third of the instructions per cancelled leaf (see
@@ -50,9 +57,9 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context;
+use crate::context::{self, LazyShield};
 use crate::region::{Region, RegionKind};
-use crate::tree::Key;
+use crate::tree::{Key, NodeRef};
 
 /// Runs `future` with cancellation from outside hidden, so cleanup can await (R11).
 ///
@@ -81,6 +88,7 @@ pub fn shield<F: Future>(future: F) -> Shield<F> {
     Shield {
         inner: future,
         region: None,
+        host: None,
         location: Location::caller(),
     }
 }
@@ -91,8 +99,12 @@ pin_project! {
     pub struct Shield<F> {
         #[pin]
         inner: F,
-        // Opened at the first poll (it needs the runtime), closed on completion or drop.
+        // Its node: opened at the first poll with diagnostics on, else when something
+        // inside first needs it (see the module doc); closed on completion or drop.
         region: Option<Region>,
+        // Without diagnostics: the node polled when the shield was first polled, where its
+        // node goes when it is opened.
+        host: Option<NodeRef>,
         // Where `shield` was called.
         location: &'static Location<'static>,
     }
@@ -107,8 +119,12 @@ impl<F: Future> Future for Shield<F> {
         let inner = this.inner;
         let slot = this.region;
         if slot.is_none() {
-            if context::lazy_shields() {
-                return poll_lazy(slot, location, cx, |cx| inner.poll(cx));
+            if context::shields_are_lazy() {
+                let host = *this.host.get_or_insert_with(|| {
+                    context::expect_core("polling a shield", |core| core.polled_ref())
+                });
+                let shield = LazyShield { location, host };
+                return poll_lazy(slot, shield, cx, |cx| inner.poll(cx));
             }
             // Panics outside a runtime, naming the mistake.
             *slot = Some(Region::open_at(RegionKind::Shield, location));
@@ -128,13 +144,13 @@ impl<F: Future> Future for Shield<F> {
 /// the inner future is done). Nothing here touches the core on the common path.
 fn poll_lazy<T>(
     slot: &mut Option<Region>,
-    location: &'static Location<'static>,
+    shield: LazyShield,
     cx: &mut Context<'_>,
     poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
 ) -> Poll<T> {
     let polled = {
         let _frame = LazyFrame {
-            previous_lazy: context::replace_lazy_shield(Some(location)),
+            previous_lazy: context::replace_lazy_shield(Some(shield)),
             previous_made: context::replace_shield_made(None),
             slot: &mut *slot,
         };
@@ -152,7 +168,7 @@ fn poll_lazy<T>(
 /// the enclosing frame; if something inside opened the shield's node (which made that node
 /// the current one), it also restores the current node and hands the node to the shield.
 struct LazyFrame<'a> {
-    previous_lazy: Option<&'static Location<'static>>,
+    previous_lazy: Option<LazyShield>,
     previous_made: Option<(Key, Key)>,
     slot: &'a mut Option<Region>,
 }

@@ -177,3 +177,82 @@ fn a_deadlocked_block_on_is_abandoned_with_its_parked_tasks_dropped_once_and_the
             .expect("waking a dropped runtime's tasks is a no-op");
     });
 }
+
+/// Regression test (found in review): a shield's region that outlived a `block_on` which
+/// unwound (the teardown cleared the tree) kept its slab key. Polled in the next `block_on`,
+/// it wrote its waker into whatever node had that key by then, here a task's, so cancelling
+/// that task woke the shield's waker instead of the task, and, since a cancel wakes a task's
+/// own waker during the tree walk, a waker that looks at the tree panicked on a double
+/// borrow. Expected: a stale region is entered as nothing, and the task is cancelled and
+/// joins normally.
+#[test]
+fn bug_a_region_outliving_an_unwound_block_on_does_not_touch_the_node_that_reuses_its_key() {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::task::{Context, Wake};
+
+    type Boxed = Pin<Box<dyn Future<Output = ()>>>;
+    /// A waker that looks at the tree when woken, as any treeloop await point would.
+    struct Peeks;
+    impl Wake for Peeks {
+        fn wake(self: Arc<Self>) {
+            let _ = treeloop::cancelled_here();
+        }
+    }
+
+    no_hang(|| {
+        let rt = Builder::new()
+            .start_paused(true)
+            .report_deadlocks(true)
+            .build()
+            .unwrap();
+        let kept: Rc<RefCell<Option<Boxed>>> = Rc::new(RefCell::new(None));
+        // 1. The shield's node is opened by the spawn inside; the shield then waits
+        //    forever, so the block_on reports a deadlock and unwinds, clearing the tree.
+        let first = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on({
+                let kept = kept.clone();
+                async move {
+                    let mut stale: Boxed = Box::pin(shield(async {
+                        drop(spawn(async {}));
+                        std::future::pending::<()>().await
+                    }));
+                    poll_fn(|cx| {
+                        assert!(stale.as_mut().poll(cx).is_pending());
+                        Poll::Ready(())
+                    })
+                    .await;
+                    *kept.borrow_mut() = Some(stale);
+                }
+            })
+        }));
+        assert!(first.is_err(), "the first block_on reports a deadlock");
+        // 2. A task takes the freed key; the stale shield is polled with a foreign waker.
+        let joined = rt.block_on(async {
+            let task = spawn(async {
+                let mut checkpoints = 0;
+                while treeloop::checkpoint().await.is_ok() {
+                    checkpoints += 1;
+                }
+                checkpoints
+            });
+            let mut stale = kept.borrow_mut().take().unwrap();
+            let peeks = Waker::from(Arc::new(Peeks));
+            assert!(
+                stale
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&peeks))
+                    .is_pending()
+            );
+            task.cancel();
+            drop(stale);
+            task.await
+        });
+        assert_eq!(joined.unwrap(), 0, "cancelled before its first checkpoint");
+        assert_eq!(rt.live_tasks(), 0);
+        assert_still_usable(&rt);
+    });
+}

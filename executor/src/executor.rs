@@ -369,6 +369,7 @@ impl Core {
             }
         }
         self.tree.borrow_mut().clear();
+        // No node is left, so none is aborting (teardown does not count them down).
         self.aborting.set(0);
         // Panics recorded for the abandoned `block_on` must not resurface in the next one;
         // they are reported rather than lost.

@@ -118,6 +118,13 @@ impl<F: Future> Future for TaskFuture<F> {
         // Read before anything else runs: only `Runnable::run` polls this future, and the
         // loop set this just before calling it.
         let key = core.running.get();
+        debug_assert!(
+            core.tree
+                .borrow()
+                .get(key)
+                .is_some_and(|node| node.kind == NodeKind::Task),
+            "a task was polled without the loop naming it in Core::running (runtime bug)"
+        );
         let tearing_down = core.mode.get() == Mode::TearingDown;
         match stage.as_mut().project() {
             StageProj::Running { future } => {

@@ -96,6 +96,6 @@ pub mod diag {
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
-    pub use treeloop_reactor::time::{Instant, Sleep, sleep, sleep_until};
+    pub use treeloop_reactor::time::{Advance, Instant, Sleep, advance, sleep, sleep_until};
     pub use treeloop_scope::time::{Elapsed, Interval, Timeout, interval, timeout, timeout_at};
 }

@@ -324,6 +324,51 @@ fn a_second_ctrl_c_exits_at_once_with_status_130_while_a_cleanup_hangs() {
 }
 
 #[test]
+fn child_swallows_its_cancellation_in_a_loop() {
+    if !is_child() {
+        return;
+    }
+    let runtime = Builder::new().shutdown_on_ctrl_c(true).build().unwrap();
+    runtime.block_on(async {
+        let started = Rc::new(Cell::new(0));
+        let _stubborn = spawn({
+            let started = started.clone();
+            async move {
+                started.set(1);
+                let mut told = false;
+                // Bounded, though only the second SIGINT is meant to end it.
+                for _ in 0..1u64 << 40 {
+                    if sleep(Duration::from_millis(1)).await.is_err() && !told {
+                        told = true;
+                        say("swallowed Cancelled(Shutdown) and carried on");
+                    }
+                }
+            }
+        });
+        until_waiting(&started, 1).await;
+        say("ready");
+        let why = cancelled().await;
+        // Reached only if the stubborn task's polls end: its cancelled sleeps yield.
+        say(format!("root saw Cancelled({:?})", why.reason()));
+    });
+    say("done");
+}
+
+#[test]
+fn a_second_ctrl_c_exits_with_status_130_while_a_task_swallows_its_cancellation() {
+    let mut child = Child::start("child_swallows_its_cancellation_in_a_loop");
+    child.wait_for("ready");
+    child.interrupt();
+    child.wait_for("swallowed Cancelled(Shutdown) and carried on");
+    child.wait_for("root saw Cancelled(Shutdown)");
+    child.interrupt();
+    let (status, said, stderr) = child.finish();
+    assert_eq!(status.code(), Some(130), "{status}; stderr:\n{stderr}");
+    assert_eq!(status.signal(), None, "an exit, not death by the signal");
+    assert!(!said.iter().any(|line| line == "done"), "{said:?}");
+}
+
+#[test]
 fn child_awaits_ctrl_c_twice() {
     if !is_child() {
         return;

@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use common::{Log, ms, paused};
-use treeloop::time::{Instant, sleep, sleep_until};
+use treeloop::time::{Instant, advance, sleep, sleep_until};
 use treeloop::{CancelReason, Cancelled, checkpoint, shield, spawn, yield_now};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -457,4 +457,67 @@ fn sleeps_in_many_tasks_share_one_virtual_clock() {
         .collect();
     expected.sort_by_key(|&(_, at)| at);
     assert_eq!(wakes, expected);
+}
+
+#[test]
+fn advance_moves_virtual_time_and_returns_after_the_timers_due_by_then_fired() {
+    paused().block_on(async {
+        let start = Instant::now();
+        let log = Log::new();
+        let sleepers: Vec<_> = [30, 10, 20, 50]
+            .into_iter()
+            .map(|n| {
+                let log = log.clone();
+                spawn(async move {
+                    sleep(ms(n)).await.unwrap();
+                    log.push(format!("{n} ms"));
+                })
+            })
+            .collect();
+        yield_now().await.unwrap(); // every sleeper registers its deadline
+        // A busy sibling keeps the loop from idling: time moves only by hand.
+        let busy = spawn(async {
+            for _ in 0..1_000 {
+                yield_now().await.unwrap();
+            }
+        });
+        advance(ms(30)).await.unwrap();
+        assert_eq!(start.elapsed(), ms(30));
+        assert_eq!(log.snapshot(), ["10 ms", "20 ms", "30 ms"]);
+        advance(ms(20)).await.unwrap();
+        assert_eq!(log.take(), ["10 ms", "20 ms", "30 ms", "50 ms"]);
+        for sleeper in sleepers {
+            sleeper.await.unwrap();
+        }
+        busy.await.unwrap();
+    });
+}
+
+#[test]
+fn a_cancelled_advance_fails_and_moves_nothing() {
+    paused().block_on(async {
+        let start = Instant::now();
+        let task = spawn(async {
+            let _ = sleep(HOUR).await;
+            advance(SECOND).await
+        });
+        yield_now().await.unwrap();
+        task.cancel();
+        assert_eq!(
+            task.await.unwrap(),
+            Err(Cancelled::new(CancelReason::Explicit))
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    });
+}
+
+#[test]
+fn advance_on_the_system_clock_panics_naming_the_fix() {
+    let panicked = std::panic::catch_unwind(|| treeloop::block_on(async { advance(SECOND).await }))
+        .unwrap_err();
+    let message = common::message(&*panicked);
+    assert!(
+        message.contains("system clock") && message.contains("start_paused(true)"),
+        "{message}"
+    );
 }

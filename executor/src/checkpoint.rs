@@ -1,15 +1,31 @@
 //! The simplest await points: look at the cancellation mark, and yield.
 //!
-//! Every treeloop await point starts with [`cancelled_here`]: one thread-local read and one
+//! Every treeloop await point starts with [`poll_cancelled`]: one thread-local read and one
 //! slab lookup of the current node's mark (the tree keeps marks pushed down to every node, so
 //! nothing is walked). Leaf futures of other crates (timers, sockets, channels) call it too.
+//!
+//! # The cancelled path spends budget too
+//!
+//! In a cancelled region an await point completes at once with `Err(Cancelled)` (R6). A task
+//! that catches the error and carries on (`loop { let _ = checkpoint().await; }`) would then
+//! never return `Pending`: its poll would never end, and with it nothing else would run,
+//! `abort()` and the watchdog included. So the cancelled path is a completion like any other:
+//! it spends one unit of the per-poll budget ([`coop`](crate::coop)), and with the budget
+//! gone it wakes the task and returns `Pending` instead. On the path that is not cancelled
+//! this costs nothing (the mark is read anyway); on the cancelled path, one more
+//! thread-local load. [`checkpoint`] and [`yield_now`] go further: they always yield once,
+//! cancelled or not, and report the cancellation when they complete.
+//!
+//! The rejected alternative was to leave the budget to the operation behind the check (a
+//! cancelled sleep spends nothing, it never reaches its timer): correct for well-behaved
+//! tasks, but a task ignoring its cancellation is exactly the case the tree must survive.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::cancel::Cancelled;
-use crate::context;
+use crate::{context, coop};
 
 /// The cancellation of the region being polled right now, if it is cancelled.
 ///
@@ -19,15 +35,72 @@ pub fn cancelled_here() -> Option<Cancelled> {
     look().ok().flatten()
 }
 
-/// [`cancelled_here`] for an await point that only works inside a runtime: `Err` outside
-/// one, so the caller can panic naming itself. One look at the thread-local where
-/// `in_runtime()` followed by `cancelled_here()` would take two (this is on the path of every
-/// treeloop await point).
-pub fn cancelled_or_outside() -> Result<Option<Cancelled>, OutsideRuntime> {
-    look()
+/// The first step of every treeloop await point: the region's cancellation, budgeted (see
+/// the module docs).
+///
+/// - `None`: the region is not cancelled (or this is not a runtime); go on with the
+///   operation.
+/// - `Some(Poll::Ready(cancelled))`: complete with `Err(cancelled)`.
+/// - `Some(Poll::Pending)`: cancelled, but this poll's budget is spent; the task has been
+///   woken to run again after the others, so return `Pending`.
+///
+/// ```
+/// use std::pin::Pin;
+/// use std::task::{Context, Poll};
+/// use treeloop_executor::{Cancelled, poll_cancelled};
+///
+/// /// An await point that is ready at once unless its region is cancelled.
+/// struct Ready;
+///
+/// impl std::future::Future for Ready {
+///     type Output = Result<(), Cancelled>;
+///
+///     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+///         if let Some(cancelled) = poll_cancelled(cx) {
+///             return cancelled.map(Err);
+///         }
+///         Poll::Ready(Ok(()))
+///     }
+/// }
+///
+/// let aborted = treeloop_executor::block_on(async {
+///     let stubborn = treeloop_executor::spawn(async {
+///         // Ignores its cancellation, but still yields to the others when its budget is
+///         // spent: abort() below reaches it.
+///         loop {
+///             let _ = Ready.await;
+///         }
+///     });
+///     stubborn.cancel();
+///     treeloop_executor::yield_now().await.unwrap();
+///     stubborn.abort();
+///     stubborn.await.unwrap_err().is_aborted()
+/// });
+/// assert!(aborted);
+/// ```
+#[inline]
+pub fn poll_cancelled(cx: &mut Context<'_>) -> Option<Poll<Cancelled>> {
+    let cancelled = cancelled_here()?;
+    Some(spend(cx, cancelled))
 }
 
-/// [`cancelled_or_outside`] was called outside a treeloop runtime.
+/// The cancelled path of [`poll_cancelled`], out of line: the hot path is the other one.
+#[cold]
+fn spend(cx: &mut Context<'_>, cancelled: Cancelled) -> Poll<Cancelled> {
+    coop::poll_proceed(cx).map(|()| cancelled)
+}
+
+/// [`poll_cancelled`] for an await point that only works inside a runtime: `Err` outside
+/// one, so the caller can panic naming itself. One look at the thread-local where
+/// `in_runtime()` followed by `poll_cancelled()` would take two.
+#[inline]
+pub fn poll_cancelled_or_outside(
+    cx: &mut Context<'_>,
+) -> Result<Option<Poll<Cancelled>>, OutsideRuntime> {
+    Ok(look()?.map(|cancelled| spend(cx, cancelled)))
+}
+
+/// [`poll_cancelled_or_outside`] was called outside a treeloop runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutsideRuntime;
 
@@ -40,16 +113,19 @@ fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
     context::with_core(|core| {
         let cancel = core.tree.borrow().get(core.current.get())?.cancel;
         if cancel.is_some() {
-            // The task has seen its cancellation: progress, for the watchdog.
-            core.note_progress();
+            // The task is told of its cancellation: the first time, that is progress for
+            // the watchdog; again and again, it is not (a task that swallows it).
+            core.note_saw_cancel();
         }
         cancel.map(Cancelled::new)
     })
     .ok_or(OutsideRuntime)
 }
 
-/// Yields once to the other tasks; `Err(Cancelled)` in a cancelled region, before and after
-/// the yield (R6). The way for a long computation to be both fair and cancellable.
+/// Yields once to the other tasks, then completes: `Err(Cancelled)` if the region is
+/// cancelled by then (R6), `Ok(())` otherwise. It yields in a cancelled region too, so a loop
+/// that ignores the error cannot starve the loop. The way for a long computation to be both
+/// fair and cancellable.
 ///
 /// ```
 /// # treeloop_executor::block_on(async {
@@ -82,22 +158,25 @@ impl Future for Checkpoint {
     type Output = Result<(), Cancelled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(cancelled) = look() else {
-            panic!(
-                "checkpoint/yield_now polled outside a treeloop runtime: await it inside \
-                 `treeloop::block_on` (or a task spawned from it)"
-            )
-        };
-        if let Some(cancelled) = cancelled {
-            return Poll::Ready(Err(cancelled));
+        if !self.yielded {
+            if !context::in_runtime() {
+                panic!(
+                    "checkpoint/yield_now polled outside a treeloop runtime: await it inside \
+                     `treeloop::block_on` (or a task spawned from it)"
+                )
+            }
+            // Yield first, cancelled or not: a task that swallows the `Cancelled` of a
+            // checkpoint in a loop still lets the others run (see the module docs).
+            self.yielded = true;
+            // To the back of the run queue.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
-        if self.yielded {
-            return Poll::Ready(Ok(()));
+        // Level-triggered (R6): the mark as it is now, when the checkpoint completes.
+        match look() {
+            Ok(Some(cancelled)) => Poll::Ready(Err(cancelled)),
+            _ => Poll::Ready(Ok(())),
         }
-        self.yielded = true;
-        // To the back of the run queue.
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -130,9 +209,10 @@ pub struct WaitCancelled {
 impl Future for WaitCancelled {
     type Output = Cancelled;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Cancelled> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
         match look() {
-            Ok(Some(cancelled)) => Poll::Ready(cancelled),
+            // A completion: it spends budget, so `loop { cancelled().await; }` yields too.
+            Ok(Some(cancelled)) => spend(cx, cancelled),
             Ok(None) => Poll::Pending,
             Err(OutsideRuntime) => panic!(
                 "cancelled() polled outside a treeloop runtime: await it inside \

@@ -5,7 +5,10 @@
 //! with [`BUDGET`] units; every treeloop leaf future that could complete at once (a join of a
 //! finished task, a timer already due, later a channel with a message) spends one first. With
 //! the budget gone it wakes its task and returns `Pending`, sending the task to the back of
-//! the run queue. Yields and checkpoints always yield and spend nothing.
+//! the run queue. Failing with `Cancelled` is a completion too and spends a unit, so a task
+//! that ignores its cancellation in a loop is preempted like any always-ready task
+//! ([`poll_cancelled`](crate::poll_cancelled)). Yields and checkpoints always yield and
+//! spend nothing.
 
 use std::cell::Cell;
 use std::task::{Context, Poll};

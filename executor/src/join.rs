@@ -120,8 +120,8 @@ impl<T> Future for JoinHandle<T> {
             );
         };
         // A join is an await point: level-triggered cancellation comes first (R6).
-        if let Some(cancelled) = crate::cancelled_here() {
-            return Poll::Ready(Err(JoinError::cancelled(cancelled)));
+        if let Some(cancelled) = crate::poll_cancelled(cx) {
+            return cancelled.map(|cancelled| Err(JoinError::cancelled(cancelled)));
         }
         // Spend budget before taking the outcome: once taken from async-task it cannot be
         // put back, so a task out of budget must yield first.

@@ -64,8 +64,8 @@ use std::panic::Location;
 pub use builder::Builder as TaskBuilder;
 pub use cancel::{CancelReason, Cancelled};
 pub use checkpoint::{
-    Checkpoint, OutsideRuntime, WaitCancelled, cancelled, cancelled_here, cancelled_or_outside,
-    checkpoint, yield_now,
+    Checkpoint, OutsideRuntime, WaitCancelled, cancelled, cancelled_here, checkpoint,
+    poll_cancelled, poll_cancelled_or_outside, yield_now,
 };
 pub use context::in_runtime;
 pub use diag::TreeDump;

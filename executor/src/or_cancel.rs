@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::cancel::Cancelled;
-use crate::checkpoint::cancelled_here;
+use crate::checkpoint::poll_cancelled;
 
 /// Extension methods for any future.
 pub trait FutureExt: Future + Sized {
@@ -47,8 +47,8 @@ impl<F: Future> Future for OrCancel<F> {
     type Output = Result<F::Output, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = cancelled_here() {
-            return Poll::Ready(Err(cancelled));
+        if let Some(cancelled) = poll_cancelled(cx) {
+            return cancelled.map(Err);
         }
         self.project().inner.poll(cx).map(Ok)
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use treeloop_executor::{Cancelled, Payload, cancelled_here};
+use treeloop_executor::{Cancelled, Payload, poll_cancelled};
 
 use crate::driver::with_reactor;
 
@@ -197,8 +197,8 @@ impl<T> Future for Unblock<T> {
     type Output = Result<T, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = cancelled_here() {
-            return Poll::Ready(Err(cancelled));
+        if let Some(cancelled) = poll_cancelled(cx) {
+            return cancelled.map(Err);
         }
         let mut slot = self
             .slot

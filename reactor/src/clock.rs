@@ -3,7 +3,8 @@
 //! # Ground rules
 //!
 //! - Virtual time starts at the instant the runtime was built and moves only when the loop is
-//!   idle: [`Clock::advance_to`] jumps it to the next timer deadline. It never drifts and is
+//!   idle, when [`Clock::advance_to`] jumps it to the next timer deadline, or when a test
+//!   moves it by hand with [`advance`](crate::time::advance). It never drifts and is
 //!   never rounded: an offset in whole nanoseconds from the start.
 //! - [`Instant::now`] inside a runtime reads *the runtime's* clock, so code under test sees
 //!   virtual time without being written for it. Outside a runtime it is the system clock.
@@ -142,6 +143,16 @@ impl Clock {
             ClockMode::Real => Instant(std::time::Instant::now()),
             ClockMode::Paused => Instant(self.start + self.offset.get()),
         }
+    }
+
+    /// Moves virtual time forward by `duration` ([`advance`](crate::time::advance)); `None`,
+    /// and nothing moved, on the system clock.
+    pub(crate) fn advance_by(&self, duration: Duration) -> Option<Instant> {
+        if self.mode != ClockMode::Paused {
+            return None;
+        }
+        self.offset.set(self.offset.get().saturating_add(duration));
+        Some(self.now())
     }
 
     /// Moves virtual time forward to `deadline` (never backward).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod advance;
 mod blocking;
 mod clock;
 mod driver;
@@ -24,6 +25,7 @@ pub use timers::Turn;
 
 /// Time: the runtime's clock (real or virtual) and timers.
 pub mod time {
+    pub use crate::advance::{Advance, advance};
     pub use crate::clock::Instant;
     pub use crate::sleep::{Sleep, sleep, sleep_until};
     pub use crate::timer::Timer;

@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 use mio::{Interest, Token};
 use signal_hook::SigId;
 use signal_hook::consts::SIGINT;
-use treeloop_executor::cancelled_here;
+use treeloop_executor::poll_cancelled;
 
 use crate::driver::{ReactorCore, expect_reactor};
 
@@ -128,8 +128,8 @@ impl Future for CtrlC {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(cancelled) = cancelled_here() {
-            return Poll::Ready(Err(cancelled.into()));
+        if let Some(cancelled) = poll_cancelled(cx) {
+            return cancelled.map(|cancelled| Err(cancelled.into()));
         }
         let seen = &mut self.seen;
         expect_reactor("ctrl_c", |reactor| {

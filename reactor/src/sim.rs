@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use futures_io::{AsyncRead, AsyncWrite};
-use treeloop_executor::{cancelled_here, coop};
+use treeloop_executor::{coop, poll_cancelled};
 
 /// Whether an end of a pipe is still there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +111,8 @@ fn await_point<R>(
     cx: &mut Context<'_>,
     op: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<R>>,
 ) -> Poll<io::Result<R>> {
-    if let Some(cancelled) = cancelled_here() {
-        return Poll::Ready(Err(cancelled.into()));
+    if let Some(cancelled) = poll_cancelled(cx) {
+        return cancelled.map(|cancelled| Err(cancelled.into()));
     }
     if coop::poll_proceed(cx).is_pending() {
         return Poll::Pending;

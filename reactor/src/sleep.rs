@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use treeloop_executor::{Cancelled, cancelled_here, coop};
+use treeloop_executor::{Cancelled, coop, poll_cancelled};
 
 use crate::clock::Instant;
 use crate::timer::Timer;
@@ -63,11 +63,11 @@ impl Future for Sleep {
     type Output = Result<(), Cancelled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = cancelled_here() {
+        if let Some(cancelled) = poll_cancelled(cx) {
             if let Start::Timer(timer) = &mut self.start {
                 timer.unregister();
             }
-            return Poll::Ready(Err(cancelled));
+            return cancelled.map(Err);
         }
         if let Start::After(duration) = self.start {
             let deadline = Instant::now().saturating_add(duration);

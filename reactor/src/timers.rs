@@ -96,6 +96,13 @@ impl Timers {
         }
     }
 
+    /// Whether the timer is registered and has not fired yet.
+    pub(crate) fn is_pending(&self, key: TimerKey) -> bool {
+        self.entries
+            .get(key.slot)
+            .is_some_and(|entry| entry.seq == key.seq)
+    }
+
     fn live_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {
         self.entries
             .get_mut(key.slot)

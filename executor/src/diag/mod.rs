@@ -7,9 +7,9 @@
 //!   `None` and every hook on the hot path is one branch on it. Nothing is added to a tree
 //!   node either: statistics live beside the tree, in a `Vec` indexed by slab key.
 //! - **On, the hooks only record.** A poll reads the clock before and after (the slow-poll
-//!   check and "time since last poll"); a cancel stamps the nodes it marks; an await point
-//!   that reports `Cancelled`, and a shield being entered, stamp "progress" on the task
-//!   being polled. The watchdog reads these stamps later, at most once per check period.
+//!   check and "time since last poll"); a cancel stamps the nodes it marks; the first await point
+//!   that reports `Cancelled` to a task, and a shield being entered, stamp "progress" on the
+//!   task being polled. The watchdog reads these stamps later, at most once per check period.
 //! - **Time is the runtime's clock**, handed in as a closure returning the time since the
 //!   runtime started: virtual under `start_paused`, so the watchdog and slow-poll warnings
 //!   are exact and replayable in tests. Under virtual time a poll is "slow" only if the clock
@@ -94,8 +94,12 @@ pub(crate) struct NodeStats {
     pub(crate) last_poll: Option<Duration>,
     /// When the cancellation mark reached it.
     pub(crate) cancelled_at: Option<Duration>,
-    /// The last poll in which it saw its cancellation at an await point, or ran shielded.
+    /// The last poll in which it ran shielded, or the first in which an await point told it
+    /// of its cancellation.
     pub(crate) progress: Option<Duration>,
+    /// An await point has told it of its cancellation. Only the first time is progress: a
+    /// task told again and again, and still running, catches `Cancelled` and carries on.
+    pub(crate) saw_cancel: bool,
     /// When the watchdog last reported it stuck.
     pub(crate) reported: Option<Duration>,
 }
@@ -212,8 +216,7 @@ impl Diag {
         }
     }
 
-    /// The task being polled saw its cancellation at an await point, or entered a shield:
-    /// it is getting on with its cleanup.
+    /// The task being polled entered a shield: it is getting on with its cleanup.
     #[cold]
     pub(crate) fn progress(&self) {
         let key = self.polling.get();
@@ -223,6 +226,23 @@ impl Diag {
             // It may get stuck again later: make sure somebody looks then.
             self.cancel_pending(now);
         }
+    }
+
+    /// An await point told the task being polled of its cancellation: progress the first
+    /// time (it now knows, and its cleanup starts), nothing after that. A task that keeps
+    /// hearing it and keeps running ignores it, and the watchdog must be able to say so.
+    #[cold]
+    pub(crate) fn saw_cancel(&self) {
+        let key = self.polling.get();
+        if key == Key::MAX || self.stats(key).saw_cancel {
+            return;
+        }
+        let now = self.now();
+        self.update(key, |stats| {
+            stats.saw_cancel = true;
+            stats.progress = Some(now);
+        });
+        self.cancel_pending(now);
     }
 
     /// When the watchdog wants the loop back, if a cancellation is pending.
@@ -274,6 +294,14 @@ impl Core {
     pub(crate) fn note_progress(&self) {
         if let Some(diag) = &self.diag {
             diag.progress();
+        }
+    }
+
+    /// The task being polled is told of its cancellation (see [`Diag::saw_cancel`]).
+    #[inline]
+    pub(crate) fn note_saw_cancel(&self) {
+        if let Some(diag) = &self.diag {
+            diag.saw_cancel();
         }
     }
 

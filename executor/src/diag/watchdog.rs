@@ -6,8 +6,10 @@
 //! # What counts as progress
 //!
 //! A task of a cancelled subtree (marked itself, or below a marked node through a shield)
-//! makes progress when, in one of its polls, an await point reports its cancellation to it,
-//! or it runs inside a shield (its cleanup is getting on); a task that is not marked (it
+//! makes progress when an await point first reports its cancellation to it (it now knows),
+//! or when it runs inside a shield (its cleanup is getting on). Being told again is not
+//! progress: a task that hears `Cancelled` at await after await and keeps running catches
+//! it and carries on, and is as stuck as one that never hears it; a task that is not marked (it
 //! lives below a shield) also makes progress whenever it is polled. A task whose future
 //! returned is not stuck (it waits for its children, which are judged themselves), and a
 //! task with live descendant tasks is waiting for them, so only the *frontier* is blamed.
@@ -18,8 +20,10 @@
 //! - it sits in a shield (its own, or one it was spawned in): the shielded cleanup waits for
 //!   something that does not happen;
 //! - it was not polled since the cancellation reached it: nothing woke it;
-//! - it was polled but never saw the cancellation: it waits on a foreign future that
-//!   ignores cancellation (`or_cancel()` is the fix).
+//! - it was polled but is still running: it ignores cancellation, either waiting on a
+//!   foreign future that never sees it (`or_cancel()` is the fix) or catching `Cancelled`
+//!   and carrying on (an await point's budget makes such a loop yield, so the watchdog and
+//!   `abort()` still get their turn).
 //!
 //! Each stuck task is reported once (until it makes progress again). With a grace period,
 //! a task still stuck that much after its report is aborted: its future is dropped at its
@@ -76,8 +80,9 @@ impl fmt::Display for SlowPoll {
 pub enum StallCause {
     /// Not polled since the cancellation reached it: nothing has woken it.
     NeverPolled,
-    /// Polled since the cancellation, but it never reached an await point that reports
-    /// it: it waits on a foreign future that ignores cancellation.
+    /// Polled since the cancellation, and still running: it ignores cancellation. Either
+    /// it waits on a foreign future that never sees it, or it catches `Cancelled` and
+    /// carries on (in a loop, say).
     IgnoresCancellation,
     /// Inside a shield and waiting: its shielded cleanup awaits something that does not
     /// happen.
@@ -89,8 +94,9 @@ impl fmt::Display for StallCause {
         f.write_str(match self {
             StallCause::NeverPolled => "not polled since the cancellation reached it",
             StallCause::IgnoresCancellation => {
-                "polled since the cancellation but never saw it: waiting on a foreign future \
-                 that ignores cancellation (wrap it in `or_cancel()`)"
+                "polled since the cancellation and still running: it ignores cancellation \
+                 (it waits on a foreign future that never sees it: wrap that in \
+                 `or_cancel()`; or it catches `Cancelled` and carries on: return instead)"
             }
             StallCause::ShieldedWaiting => {
                 "inside a shield, waiting: its cleanup awaits something that does not happen \

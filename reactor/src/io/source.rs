@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use mio::Interest;
 use mio::event::Source;
-use treeloop_executor::{cancelled_here, coop};
+use treeloop_executor::{coop, poll_cancelled};
 
 use crate::driver::{RealIo, with_reactor};
 use crate::io::slots::{Direction, Refuted, SlotKey};
@@ -62,8 +62,8 @@ impl<T: Source> IoSource<T> {
         dir: Direction,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        if let Some(cancelled) = cancelled_here() {
-            return Poll::Ready(Err(cancelled.into()));
+        if let Some(cancelled) = poll_cancelled(cx) {
+            return cancelled.map(|cancelled| Err(cancelled.into()));
         }
         if coop::poll_proceed(cx).is_pending() {
             return Poll::Pending;

@@ -4,7 +4,9 @@
 //! In a cancelled region every operation fails at once with an `io::Error` of kind `Other`
 //! wrapping [`Cancelled`](treeloop_executor::Cancelled) (recognise it with
 //! `Cancelled::from_io`), before touching the socket: a cancelled accept drops no connection,
-//! a cancelled read consumes no bytes, a cancelled write writes nothing (R7).
+//! a cancelled read consumes no bytes, a cancelled write writes nothing (R7). Failing is a
+//! completion: it spends the per-poll budget like a successful operation, so a task that
+//! ignores the error in a loop still yields to the others.
 
 pub(crate) mod stream;
 mod tcp;
@@ -15,3 +17,16 @@ pub use stream::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
+
+use std::io;
+use std::task::Poll;
+
+/// The first step of an `async fn` that touches a socket (a connect): `Err`, wrapping
+/// `Cancelled`, in a cancelled region, spending budget like every await point.
+async fn not_cancelled() -> io::Result<()> {
+    std::future::poll_fn(|cx| match treeloop_executor::poll_cancelled(cx) {
+        None => Poll::Ready(Ok(())),
+        Some(cancelled) => cancelled.map(|cancelled| Err(cancelled.into())),
+    })
+    .await
+}

@@ -61,9 +61,7 @@ impl TcpStream {
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         // An await point: a cancelled connect must not even send its SYN (R7); and no
         // socket is made where it could not be registered.
-        if let Some(cancelled) = treeloop_executor::cancelled_here() {
-            return Err(cancelled.into());
-        }
+        super::not_cancelled().await?;
         sockets_allowed()?;
         let stream = TcpStream(IoSource::new(mio::net::TcpStream::connect(addr)?)?);
         // Writable means the handshake ended; `take_error` says how.

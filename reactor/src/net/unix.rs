@@ -44,9 +44,7 @@ impl UnixStream {
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         // An await point: a cancelled connect must not even send its SYN (R7); and no
         // socket is made where it could not be registered.
-        if let Some(cancelled) = treeloop_executor::cancelled_here() {
-            return Err(cancelled.into());
-        }
+        super::not_cancelled().await?;
         sockets_allowed()?;
         let stream = UnixStream(IoSource::new(mio::net::UnixStream::connect(path)?)?);
         stream

@@ -142,9 +142,9 @@ impl Future for EventWait<'_> {
     type Output = Result<(), Cancelled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = enter("Event::wait") {
+        if let Some(cancelled) = enter("Event::wait", cx) {
             self.unregister();
-            return Poll::Ready(Err(cancelled));
+            return cancelled.map(Err);
         }
         if !self.event.is_set() {
             let this = &mut *self;

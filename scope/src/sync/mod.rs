@@ -8,8 +8,9 @@
 //! # Ground rules
 //!
 //! - **Every wait polls in the same order:** (1) the region's cancellation
-//!   ([`cancelled_here`]) first, on every poll, even when the operation could complete (R6,
-//!   level-triggered); (2) try the operation without effect; (3) if it can complete, spend
+//!   ([`poll_cancelled`]) first, on every poll, even when the operation could complete (R6,
+//!   level-triggered), itself a completion that spends budget (a task that ignores the
+//!   error in a loop still yields); (2) try the operation without effect; (3) if it can complete, spend
 //!   one unit of the per-poll budget ([`coop::poll_proceed`]) and only then perform it;
 //!   (4) otherwise register the waker and return `Pending`. When a region is cancelled the
 //!   runtime wakes its tasks, so step 1 is reached promptly and no wait hangs (R12).
@@ -31,10 +32,12 @@
 //! - Everything is single-threaded (`Rc`, `RefCell`): the types are `!Send`, like the tasks
 //!   that use them.
 
-use treeloop_executor::{Cancelled, cancelled_or_outside};
+use std::task::{Context, Poll};
+
+use treeloop_executor::{Cancelled, poll_cancelled_or_outside};
 
 #[cfg(doc)]
-use treeloop_executor::coop;
+use treeloop_executor::{coop, poll_cancelled};
 
 mod event;
 pub mod mpsc;
@@ -48,9 +51,10 @@ pub use mutex::{Lock, Mutex, MutexGuard, TryLockError};
 pub use semaphore::{Acquire, Permit, Semaphore, TryAcquireError};
 
 /// The first step of every wait: panics outside a runtime (naming `operation`), then
-/// returns the cancellation of the region being polled, if any.
-fn enter(operation: &str) -> Option<Cancelled> {
-    match cancelled_or_outside() {
+/// returns the cancellation of the region being polled, if any, budgeted like a completion
+/// ([`treeloop_executor::poll_cancelled`]: `Pending` when this poll's budget is spent).
+fn enter(operation: &str, cx: &mut Context<'_>) -> Option<Poll<Cancelled>> {
+    match poll_cancelled_or_outside(cx) {
         Ok(cancelled) => cancelled,
         Err(_) => panic!(
             "{operation} polled outside a treeloop runtime: await it inside \

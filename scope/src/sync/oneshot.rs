@@ -213,9 +213,9 @@ impl<T> Future for Recv<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = enter("oneshot::Receiver::recv") {
+        if let Some(cancelled) = enter("oneshot::Receiver::recv", cx) {
             // The value, if any, stays in the slot (R7).
-            return Poll::Ready(Err(RecvError::Cancelled(cancelled)));
+            return cancelled.map(|cancelled| Err(RecvError::Cancelled(cancelled)));
         }
         let ready = {
             let mut shared = self.receiver.shared.borrow_mut();

@@ -276,9 +276,9 @@ impl<'a> Future for Acquire<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Some(cancelled) = enter(this.operation) {
+        if let Some(cancelled) = enter(this.operation, cx) {
             this.leave_line();
-            return Poll::Ready(Err(cancelled));
+            return cancelled.map(Err);
         }
         let Some(source) = this.ready(cx.waker()) else {
             return Poll::Pending;

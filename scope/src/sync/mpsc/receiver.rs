@@ -116,9 +116,9 @@ impl<T> Future for Recv<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(cancelled) = enter("mpsc::Receiver::recv") {
+        if let Some(cancelled) = enter("mpsc::Receiver::recv", cx) {
             // Every message stays in the buffer (R7).
-            return Poll::Ready(Err(RecvError::Cancelled(cancelled)));
+            return cancelled.map(|cancelled| Err(RecvError::Cancelled(cancelled)));
         }
         let ready = {
             let mut shared = self.receiver.shared.borrow_mut();

@@ -180,9 +180,10 @@ impl<T> Future for Send<'_, T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Some(cancelled) = enter("mpsc::Sender::send") {
+        if let Some(cancelled) = enter("mpsc::Sender::send", cx) {
             this.leave_line();
-            return Poll::Ready(Err(SendError::Cancelled(this.take_value(), cancelled)));
+            return cancelled
+                .map(|cancelled| Err(SendError::Cancelled(this.take_value(), cancelled)));
         }
         match this.step(cx.waker()) {
             Step::Wait => return Poll::Pending,

@@ -537,3 +537,101 @@ fn a_hundred_thousand_member_scope_is_cancelled_and_completes() {
     assert_eq!(members, 100_000);
     assert_eq!(at, 1);
 }
+
+/// A scope (or supervisor) that cancels itself at `self_at` ms, in a task whose runtime is
+/// shut down (an enclosing cancel, reason `Shutdown`) at `outside_at` ms; its member cleans
+/// up inside a shield until 30 ms, so both cancels arrive while the scope waits for it.
+/// Returns what the scope returned, and when.
+fn cancelled_by_itself_and_from_outside(
+    supervise: bool,
+    self_at: u64,
+    outside_at: u64,
+) -> (Result<Option<&'static str>, ScopeError<Cancelled>>, u128) {
+    paused().block_on(async move {
+        let start = Instant::now();
+        let task = spawn(async move {
+            let body = move |s: Scope<Cancelled>| async move {
+                s.spawn(async move {
+                    let _ = cancelled().await;
+                    shield(treeloop::time::sleep_until(start + ms(30))).await?;
+                    Ok(())
+                })
+                .unwrap();
+                // Shielded, so an earlier outside cancel cannot stop the self-cancel.
+                shield(treeloop::time::sleep_until(start + ms(self_at))).await?;
+                s.cancel();
+                Ok("the body returned")
+            };
+            let result = if supervise {
+                supervisor(body).await
+            } else {
+                scope(body).await
+            };
+            (result, ms_since(start))
+        });
+        shield(sleep(ms(outside_at))).await.unwrap();
+        treeloop::shutdown();
+        shield(task).await.unwrap()
+    })
+}
+
+#[test]
+fn an_enclosing_cancel_after_the_scopes_own_cancel_wins_and_is_reported() {
+    // R15 (trio's rule): the scope cancelled itself at 10 ms, the whole runtime was shut
+    // down at 20 ms; the scope reports the shutdown so the code around it unwinds.
+    for supervise in [false, true] {
+        match cancelled_by_itself_and_from_outside(supervise, 10, 20) {
+            (Err(ScopeError::Cancelled(cancelled)), 30) => {
+                assert_eq!(cancelled.reason(), CancelReason::Shutdown)
+            }
+            other => panic!(
+                "supervise={supervise}: expected Cancelled(Shutdown) at 30 ms, got {other:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn an_enclosing_cancel_before_the_scopes_own_cancel_wins_and_is_reported() {
+    // The other order: shut down at 10 ms, the scope cancels itself at 20 ms.
+    for supervise in [false, true] {
+        match cancelled_by_itself_and_from_outside(supervise, 20, 10) {
+            (Err(ScopeError::Cancelled(cancelled)), 30) => {
+                assert_eq!(cancelled.reason(), CancelReason::Shutdown)
+            }
+            other => panic!(
+                "supervise={supervise}: expected Cancelled(Shutdown) at 30 ms, got {other:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_scope_that_only_cancelled_itself_still_returns_normally() {
+    // The outside cancel comes at 40 ms, after the scope returned (30 ms): not seen.
+    for supervise in [false, true] {
+        let (result, at) = cancelled_by_itself_and_from_outside(supervise, 10, 40);
+        assert_eq!(at, 30);
+        assert!(
+            matches!(result, Ok(Some("the body returned"))),
+            "supervise={supervise}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_shield_around_a_scope_hides_the_enclosing_cancel_so_its_own_cancel_stands() {
+    paused().block_on(async {
+        let task = spawn(shield(scope(|s: Scope<Cancelled>| async move {
+            s.spawn(async {
+                let _ = cancelled().await;
+                Ok(())
+            })
+            .unwrap();
+            s.cancel();
+            Ok("body")
+        })));
+        treeloop::shutdown();
+        assert!(matches!(shield(task).await.unwrap(), Ok(Some("body"))));
+    });
+}

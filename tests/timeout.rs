@@ -528,3 +528,54 @@ fn elapsed_converts_to_an_io_error_of_kind_timed_out() {
     assert_eq!(elapsed.deadline(), start + ms(10));
     assert_eq!(Cancelled::from_io(&err), None, "Elapsed is not Cancelled");
 }
+
+/// A task running `timeout(10 ms)` over a body that sleeps until cancelled, then cleans up
+/// in a shield until 30 ms and returns what its sleep returned; the task is cancelled at
+/// `cancel_at` ms. Returns the timeout's result and when it came.
+fn timeout_in_a_task_cancelled_at(
+    cancel_at: u64,
+) -> (Result<Result<(), Cancelled>, Elapsed>, u128) {
+    paused().block_on(async move {
+        let start = Instant::now();
+        let task = spawn(async move {
+            let result = timeout(ms(10), async move {
+                let woke = sleep(Duration::from_secs(3600)).await;
+                shield(treeloop::time::sleep_until(start + ms(30)))
+                    .await
+                    .unwrap();
+                woke
+            })
+            .await;
+            (result, ms_since(start))
+        });
+        shield(sleep(ms(cancel_at))).await.unwrap();
+        task.cancel();
+        shield(task).await.unwrap()
+    })
+}
+
+#[test]
+fn a_timeout_that_fired_reports_an_enclosing_cancel_that_came_during_its_cleanup() {
+    // The deadline at 10 ms, the task cancelled at 20 ms, the cleanup done at 30 ms: the
+    // enclosing cancel wins (R15). The body's own result goes up instead of `Elapsed`: the
+    // cancellation it saw, from the deadline, which reached it first.
+    let (result, at) = timeout_in_a_task_cancelled_at(20);
+    assert_eq!(at, 30);
+    assert_eq!(result, Ok(Err(Cancelled::new(CancelReason::Deadline))));
+}
+
+#[test]
+fn a_timeout_inside_a_region_cancelled_before_its_deadline_reports_the_cancel() {
+    // The task cancelled at 5 ms, the deadline passing at 10 ms during the cleanup.
+    let (result, at) = timeout_in_a_task_cancelled_at(5);
+    assert_eq!(at, 30);
+    assert_eq!(result, Ok(Err(explicit())));
+}
+
+#[test]
+fn a_timeout_that_returned_before_the_enclosing_cancel_reports_elapsed() {
+    // Cancelled at 40 ms, after the timeout returned at 30 ms.
+    let (result, at) = timeout_in_a_task_cancelled_at(40);
+    assert_eq!(at, 30);
+    assert!(result.is_err(), "Elapsed: {result:?}");
+}

@@ -135,6 +135,19 @@ impl Region {
         tree.node(key).cancel.map(Cancelled::new)
     }
 
+    /// The cancellation of the node the region was opened under, if that node is
+    /// cancelled: a cancel from *outside* the region, as opposed to one of the region's own
+    /// (its deadline, its scope's `cancel`, a failing member). A shield around the region
+    /// hides the outside, as it does for await points (R11). How a scope or a timeout lets
+    /// an enclosing cancel win over its own (R15).
+    pub fn enclosing_cancellation(&self) -> Option<Cancelled> {
+        let core = self.core();
+        let tree = core.tree.borrow();
+        let key = tree.resolve(self.node)?;
+        let parent = tree.parent(key)?;
+        tree.node(parent).cancel.map(Cancelled::new)
+    }
+
     /// Cancels the region and its subtree; see [`RegionHandle::cancel`].
     pub fn cancel(&self, reason: CancelReason) {
         self.handle().cancel(reason);

@@ -16,6 +16,25 @@
 //!   are collected meanwhile and reported at the end, a panic by re-raising it.
 //! - Dropping an unfinished scope future cancels its region: the members clean up and
 //!   finish under the enclosing task, which still waits for them (R2).
+//!
+//! # What a scope returns, and who wins
+//!
+//! The outcome is decided once, when the last member has finished, from what is true at
+//! that moment, in this order:
+//!
+//! 1. a panic of the body or a member is re-raised (R17);
+//! 2. real errors: `Err(ScopeError::Failed)` with every one of them (R13, R14);
+//! 3. **the enclosing region is cancelled** (the task or region that awaits the scope is
+//!    marked, not hidden by a shield): `Err(ScopeError::Cancelled)` with *its* reason, even
+//!    if the scope also cancelled itself, before or after (R15, as in trio). A scope's own
+//!    cancel is meant to stop the scope, not to swallow a shutdown of everything around
+//!    it;
+//! 4. the scope cancelled itself ([`Scope::cancel`]): `Ok(Some(value))` if the body still
+//!    returned a value, `Ok(None)` if it was interrupted;
+//! 5. otherwise `Ok(Some(value))`.
+//!
+//! An enclosing cancel that comes only after the scope returned is the enclosing code's
+//! business: its next await point reports it (R6).
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
@@ -91,7 +110,9 @@ impl<E: Cancellation + 'static> Scope<E> {
 
     /// Cancels the body and every member. The scope then returns normally once they have
     /// finished (R15): `Ok(Some(value))` if the body still returned a value, `Ok(None)` if
-    /// the body itself was interrupted.
+    /// the body itself was interrupted. If the enclosing region is cancelled too (before or
+    /// after), that wins: the scope reports `Err(ScopeError::Cancelled)` (see the module
+    /// docs).
     pub fn cancel(&self) {
         self.state.self_cancel.set(SelfCancel::Requested);
         self.state.region.cancel(CancelReason::Explicit);
@@ -113,7 +134,8 @@ impl<E: Cancellation + 'static> Scope<E> {
 ///   interrupted before it had a value (R15);
 /// - `Err(ScopeError::Failed { first, rest })`: the body or members failed; the first
 ///   failure cancelled the rest, and every real error is kept (R13, R14);
-/// - `Err(ScopeError::Cancelled(_))`: an enclosing region cancelled the scope (R15);
+/// - `Err(ScopeError::Cancelled(_))`: an enclosing region was cancelled, with its reason;
+///   this wins over the scope's own cancel, in either order (R15);
 /// - a panic of the body or a member is re-raised here, after all cleanup (R17).
 ///
 /// ```
@@ -213,6 +235,7 @@ where
 
     // 3. Close the region, then report.
     let cancellation = region.get().cancellation();
+    let enclosing = region.get().enclosing_cancellation();
     region.close();
     if let Some(payload) = state.panic.borrow_mut().take() {
         panic::resume_unwind(payload);
@@ -223,6 +246,11 @@ where
             first,
             rest: failures.collect(),
         });
+    }
+    // R15: a cancel from outside wins over the scope's own, in either order, so the
+    // enclosing code sees it and unwinds (trio's rule).
+    if let Some(outside) = enclosing {
+        return Err(ScopeError::Cancelled(outside));
     }
     match (cancellation, state.self_cancel.get()) {
         (Some(cancelled), SelfCancel::No) => Err(ScopeError::Cancelled(cancelled)),

@@ -289,7 +289,9 @@ fn nested_timeouts_report_the_outer_deadline_after_a_stubborn_body_gives_up() {
         tree,
         &[
             (2, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
-            (1, 3, Out::Err(Expect::Elapsed(1))),
+            // Both deadlines fired (1 ms, 2 ms), but for the inner timeout the outer one is
+            // an enclosing cancel, which wins (R15): it hands its body's result up.
+            (1, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
             (0, 3, Out::Err(Expect::Elapsed(0))),
         ],
         BlockOn::Returns(Out::Err(Expect::Elapsed(0))),
@@ -323,6 +325,91 @@ fn scopes_cancelled_from_outside_report_it_unlike_a_self_cancelled_scope_or_a_su
             (5, 6, Out::Err(supervised.clone())),
         ],
         BlockOn::Returns(Out::Err(Expect::Joined(0, vec![supervised]))),
+    );
+}
+
+/// A scope (or supervisor) that cancels itself at `self_cancel`, inside a timeout firing at
+/// `deadline`, over a member that ignores cancellation until 3 ms.
+fn self_cancelled_scope_in_a_timeout(supervise: bool, self_cancel: u16, deadline: u16) -> Tree {
+    Tree::Timeout {
+        after: deadline,
+        body: Box::new(Tree::Scope {
+            supervise,
+            self_cancel: Some(self_cancel),
+            body: None,
+            members: vec![child(leaf(Action::Stubborn, 3))],
+        }),
+    }
+}
+
+#[test]
+fn an_enclosing_cancel_after_a_scopes_own_cancel_wins() {
+    // R15, trio's rule: #1 cancels itself at 1 ms, its enclosing timeout fires at 2 ms, its
+    // member notices at 3 ms. The scope reports the enclosing cancel, with its reason.
+    for supervise in [false, true] {
+        assert_hand_checked(
+            self_cancelled_scope_in_a_timeout(supervise, 1, 2),
+            &[
+                (2, 3, Out::Err(Expect::Cancelled(CancelReason::Explicit))),
+                (1, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+                (0, 3, Out::Err(Expect::Elapsed(0))),
+            ],
+            BlockOn::Returns(Out::Err(Expect::Elapsed(0))),
+        );
+    }
+}
+
+#[test]
+fn an_enclosing_cancel_before_a_scopes_own_cancel_wins() {
+    // The other order: the timeout fires at 1 ms, the scope cancels itself at 2 ms.
+    for supervise in [false, true] {
+        assert_hand_checked(
+            self_cancelled_scope_in_a_timeout(supervise, 2, 1),
+            &[
+                (2, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+                (1, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+                (0, 3, Out::Err(Expect::Elapsed(0))),
+            ],
+            BlockOn::Returns(Out::Err(Expect::Elapsed(0))),
+        );
+    }
+}
+
+#[test]
+fn a_timeout_whose_enclosing_task_is_cancelled_reports_the_cancel_not_elapsed_in_either_order() {
+    // #1 is a task running a timeout over a leaf that ignores cancellation until 3 ms.
+    // Deadline at 1 ms, then the task cancelled at 2 ms: the cancel wins, and the body's
+    // result (cancelled by the deadline, which came first) goes up instead of `Elapsed`.
+    let deadline_first = Tree::Spawn(vec![cancelled_at(
+        2,
+        Tree::Timeout {
+            after: 1,
+            body: Box::new(leaf(Action::Stubborn, 3)),
+        },
+    )]);
+    assert_hand_checked(
+        deadline_first,
+        &[
+            (2, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+            (1, 3, Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+        ],
+        BlockOn::Returns(Out::Err(Expect::Cancelled(CancelReason::Deadline))),
+    );
+    // The task cancelled at 1 ms, then the deadline at 2 ms.
+    let cancel_first = Tree::Spawn(vec![cancelled_at(
+        1,
+        Tree::Timeout {
+            after: 2,
+            body: Box::new(leaf(Action::Stubborn, 3)),
+        },
+    )]);
+    assert_hand_checked(
+        cancel_first,
+        &[
+            (2, 3, Out::Err(Expect::Cancelled(CancelReason::Explicit))),
+            (1, 3, Out::Err(Expect::Cancelled(CancelReason::Explicit))),
+        ],
+        BlockOn::Returns(Out::Err(Expect::Cancelled(CancelReason::Explicit))),
     );
 }
 

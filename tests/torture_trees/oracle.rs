@@ -16,9 +16,11 @@
 //!   the new cancellation: it cannot change anything before its instant.
 //! - Same-instant reasons: the timed event (an explicit cancel, a deadline) marks its
 //!   subtree before any failure it causes can, so it wins ties (R5: the first mark stays).
-//! - A scope reads its region's mark as it returns (R15). A cancel at that very instant was
-//!   there first, unless a timed event inside the scope happened then: the only way out of
-//!   a scope is its result, so such a cancel is a consequence of the scope's return.
+//! - A scope or a timeout reads the mark of the node enclosing it as it returns (R15): a
+//!   cancel from outside it wins over its own (a scope's self-cancel, a deadline), in
+//!   either order. A cancel at that very instant was there first, unless a timed event
+//!   inside happened then: the only way out is its result, so such a cancel is a
+//!   consequence of its return.
 //! - An aborted task (R20) is cancelled like a cancelled one; if its future had not
 //!   returned by the abort, it never does, and the task finishes (its join says aborted)
 //!   when it would have returned under that cancellation: a leaf's or a `Spawn` node's
@@ -357,20 +359,13 @@ impl Oracle<'_> {
                 .collect();
             Out::Err(Expect::Scope(id, groups))
         } else {
-            // R15: cancelled from outside reports `Cancelled`; a scope that cancelled
-            // itself returns normally. R15 leaves open a scope that cancels itself after
-            // an enclosing region did; treeloop lets the self-cancel win, and so does
-            // the oracle.
-            let self_cancelled = self_cancel.is_some_and(|at| at <= end);
-            // The scope reads its region's mark as it returns. A cancel at that very
-            // instant came first, unless a timed event inside the scope happened then:
-            // such a cancel can only be a consequence of the scope's return.
-            let seen = |c: &CancelAt| {
-                c.at < end || (c.at == end && !self.plan.has_timed_event_inside(id, end))
-            };
-            match region.filter(seen) {
-                Some(c) if !self_cancelled => Out::Err(Expect::Cancelled(c.reason)),
-                _ => Out::Ok,
+            // R15: cancelled from outside reports `Cancelled` with the outside's reason,
+            // and wins over the scope's own cancel in either order (trio's rule); a scope
+            // that only cancelled itself returns normally. (Without a failure, the only
+            // cancellations of the region are those two.)
+            match self.seen_from_outside(id, cancel, end) {
+                Some(c) => Out::Err(Expect::Cancelled(c.reason)),
+                None => Out::Ok,
             }
         };
         Eval {
@@ -389,14 +384,30 @@ impl Oracle<'_> {
     ) -> Eval {
         let fired = CancelAt::new(deadline, CancelReason::Deadline);
         let eval = self.eval(body, earliest(cancel, Some(fired)));
-        // R16: once the deadline passed, `Elapsed`, whatever the body returned; a panic
-        // unwinds through the timeout.
+        // R16: once the deadline passed, `Elapsed`, whatever the body returned, unless a
+        // cancel from outside is seen as the timeout returns: that wins (R15), and the
+        // body's own result goes up. A panic unwinds through the timeout.
+        let outside = self.seen_from_outside(id, cancel, eval.at).is_some();
         let out = match eval.out {
             Out::Panic(_) => eval.out,
+            out if outside => out,
             _ if eval.at >= deadline => Out::Err(Expect::Elapsed(id)),
             out => out,
         };
         Eval { out, ..eval }
+    }
+
+    /// The cancellation from outside node `id` (a scope or timeout) that it sees as it
+    /// returns at `end`: it reads the enclosing node's mark then. A cancel at that very
+    /// instant came first, unless a timed event inside the node happened then: such a
+    /// cancel can only be a consequence of the node's return.
+    fn seen_from_outside(
+        &self,
+        id: NodeId,
+        cancel: Option<CancelAt>,
+        end: Time,
+    ) -> Option<CancelAt> {
+        cancel.filter(|c| c.at < end || (c.at == end && !self.plan.has_timed_event_inside(id, end)))
     }
 }
 

@@ -10,13 +10,25 @@
 //! - The deadline is checked *before* the body is polled, so `timeout(0, body)` runs the
 //!   body until its first await point, which fails.
 //! - Once the deadline has fired, the timeout returns `Err(Elapsed)` whatever the body
-//!   returns: its value may be the result of being cut short.
+//!   returns (its value may be the result of being cut short), unless an enclosing cancel
+//!   wins (below).
+//! - **An enclosing cancel wins over the deadline** (R15, as in trio). The outcome is
+//!   decided when the timeout completes, after the region's cleanup: if at that moment the
+//!   node that awaits the timeout is cancelled (not hidden by a shield), the timeout
+//!   returns `Ok(output)`, the body's own result, which is the cancellation as the body saw
+//!   it (its await points failed with `Cancelled`, reason `Deadline` if the deadline came
+//!   first), instead of `Err(Elapsed)`. So `timeout(d, op).await??` unwinds a shutdown
+//!   instead of treating it as a timeout to retry. In either order: the deadline fired and
+//!   then the outside was cancelled during the cleanup, or the other way round. An
+//!   enclosing cancel that comes only after the timeout returned is seen by the enclosing
+//!   code's next await point (R6); the timeout has already reported `Elapsed` then.
 //! - The region is done when the body has returned *and* every task spawned inside it has
 //!   finished: the timeout waits for them, and the deadline keeps applying to them meanwhile
 //!   (a task spawned through a `Scope` handle belongs to its scope instead, R1).
 //! - Nested timeouts: an outer deadline cancels the inner region too (it is a subtree), but
 //!   only the timeout whose own deadline fired reports `Elapsed`; the inner one returns the
-//!   body's (cancelled) result to it.
+//!   body's (cancelled) result to it. If both fired, the outer one is reported: for the
+//!   inner one, the outer deadline is an enclosing cancel, which wins (below).
 //! - The timer is the reactor's raw [`Timer`], not a `sleep`: a cancelled region around the
 //!   timeout must not stop the deadline, and inside a shield the deadline still fires (R11).
 
@@ -64,7 +76,8 @@ impl From<Elapsed> for io::Error {
 }
 
 /// Runs `future` with a deadline `duration` from its first poll: `Ok(output)` if it finishes
-/// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`.
+/// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`
+/// (`Ok(output)` instead if the enclosing region is cancelled by then: see the module docs).
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout::new(Deadline::After(duration), future, Location::caller())
@@ -159,11 +172,15 @@ impl<F: Future> Future for Timeout<F> {
             return Poll::Pending;
         }
         let deadline = timer.deadline();
+        // An enclosing cancel wins over the deadline (R15): the body's own, cancelled
+        // result goes up instead of `Elapsed`, so the enclosing code unwinds rather than
+        // treating it as a timeout (and, say, retrying).
+        let outside = region.enclosing_cancellation().is_some();
         *this.armed = None;
         let output = this.output.take().expect("set when the body returned");
         Poll::Ready(match this.phase {
-            Phase::Running => Ok(output),
-            Phase::Expired => Err(Elapsed { deadline }),
+            Phase::Expired if !outside => Err(Elapsed { deadline }),
+            Phase::Running | Phase::Expired => Ok(output),
         })
     }
 }

@@ -53,16 +53,19 @@
 #![warn(missing_docs)]
 
 mod check;
+mod future_ext;
 mod runtime;
 
+pub use future_ext::FutureExt;
 pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
-    CancelReason, Cancelled, Checkpoint, FutureExt, JoinError, JoinHandle, OrCancel, Shield,
-    Strategy, TaskId, Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here,
-    checkpoint, dump, shield, shutdown, spawn, yield_now,
+    CancelReason, Cancelled, Checkpoint, JoinError, JoinHandle, OrCancel, Shield, Strategy, TaskId,
+    Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here, checkpoint, dump,
+    shield, shutdown, spawn, yield_now,
 };
 pub use treeloop_scope::{
-    Cancellation, MemberError, Scope, ScopeError, ScopedJoinHandle, SpawnError, scope, supervisor,
+    Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError,
+    ScopedJoinHandle, SpawnError, on_cancel, scope, supervisor,
 };
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
@@ -96,6 +99,6 @@ pub mod diag {
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
-    pub use treeloop_reactor::time::{Advance, Instant, Sleep, advance, sleep, sleep_until};
+    pub use treeloop_reactor::time::{Advance, Instant, Sleep, Timer, advance, sleep, sleep_until};
     pub use treeloop_scope::time::{Elapsed, Interval, Timeout, interval, timeout, timeout_at};
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 use treeloop_executor::diag::Diagnostics;
 use treeloop_executor::report::{Report, Sink};
 use treeloop_executor::{Executor, Options, Scheduling, Strategy, Trace, TreeDump};
-use treeloop_reactor::{CtrlCPolicy, Reactor, ReactorOptions};
+use treeloop_reactor::signal::{SHUTDOWN_SIGNALS, SignalKind};
+use treeloop_reactor::{Reactor, ReactorOptions};
 
 /// Configures a [`Runtime`].
 ///
@@ -29,8 +30,8 @@ use treeloop_reactor::{CtrlCPolicy, Reactor, ReactorOptions};
 pub struct Builder {
     /// Run on virtual time.
     start_paused: bool,
-    /// What Ctrl-C does.
-    ctrl_c: CtrlCPolicy,
+    /// The signals that shut the runtime down, without repeats, in the order given.
+    shutdown_signals: Vec<SignalKind>,
     /// Deterministic mode's seed, if seeded.
     seed: Option<u64>,
     /// How ready tasks are picked.
@@ -59,7 +60,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("start_paused", &self.start_paused)
-            .field("ctrl_c", &self.ctrl_c)
+            .field("shutdown_signals", &self.shutdown_signals)
             .field("seed", &self.seed)
             .field("strategy", &self.strategy)
             .field("record_trace", &self.record_trace)
@@ -79,7 +80,7 @@ impl Default for Builder {
     fn default() -> Builder {
         Builder {
             start_paused: false,
-            ctrl_c: CtrlCPolicy::Ignore,
+            shutdown_signals: Vec::new(),
             seed: None,
             strategy: Strategy::Fifo,
             record_trace: false,
@@ -113,12 +114,75 @@ impl Builder {
     /// sees `Cancelled` (reason `Shutdown`) at its next await point, runs its cleanup, and
     /// `block_on` returns once the tree has finished. A second SIGINT exits the process at
     /// once with status 130, for a shutdown that hangs.
+    ///
+    /// SIGINT only, as the name says: `true` adds SIGINT to the
+    /// [shutdown signals](Self::shutdown_signals), `false` removes it, and SIGTERM keeps its
+    /// default action (ending the process at once). A program that `kill`, systemd or a
+    /// container runtime stops, i.e. any server, wants
+    /// [`shutdown_on_signal`](Self::shutdown_on_signal) instead, which adds SIGTERM.
     pub fn shutdown_on_ctrl_c(mut self, enabled: bool) -> Builder {
-        self.ctrl_c = if enabled {
-            CtrlCPolicy::CancelRoot
-        } else {
-            CtrlCPolicy::Ignore
-        };
+        let interrupt = SignalKind::interrupt();
+        self.shutdown_signals.retain(|&kind| kind != interrupt);
+        if enabled {
+            self.shutdown_signals.push(interrupt);
+        }
+        self
+    }
+
+    /// Graceful shutdown on the signals that ask a program to stop: SIGINT (Ctrl-C) and
+    /// SIGTERM (`kill`, systemd, `docker stop`, Kubernetes), the
+    /// [`SHUTDOWN_SIGNALS`](crate::signal::SHUTDOWN_SIGNALS). The first of them to arrive
+    /// cancels the root: every task sees `Cancelled` (reason `Shutdown`) at its next await
+    /// point, runs its cleanup, and `block_on` returns once the tree has finished. A second
+    /// one, of either kind, exits the process at once with 128 + its number (130 for SIGINT,
+    /// 143 for SIGTERM), for a shutdown that hangs.
+    ///
+    /// `false` turns shutdown on signals off (the default). To choose the signals, use
+    /// [`shutdown_signals`](Self::shutdown_signals).
+    ///
+    /// ```no_run
+    /// let runtime = treeloop::Builder::new().shutdown_on_signal(true).build()?;
+    /// runtime.block_on(async {
+    ///     // Serve until SIGINT or SIGTERM; then clean up and return.
+    ///     treeloop::cancelled().await;
+    /// });
+    /// # Ok::<_, std::io::Error>(())
+    /// ```
+    pub fn shutdown_on_signal(self, enabled: bool) -> Builder {
+        let signals = if enabled { &SHUTDOWN_SIGNALS[..] } else { &[] };
+        self.shutdown_signals(signals.iter().copied())
+    }
+
+    /// Shutdown on exactly these signals, as [`shutdown_on_signal`](Self::shutdown_on_signal)
+    /// describes: the first delivery of any of them cancels the root (reason `Shutdown`),
+    /// the second of any of them exits with 128 + its number. An empty set turns shutdown
+    /// on signals off. Replaces the set of earlier calls.
+    ///
+    /// A signal of the set keeps its uses elsewhere: `signal::unix` receivers of it are
+    /// woken too (and see the cancellation first, see `signal::unix`), and SIGUSR1 still
+    /// dumps the tree with [`dump_on_signal`](Self::dump_on_signal).
+    ///
+    /// ```
+    /// use treeloop::signal::SignalKind;
+    ///
+    /// // A service that also stops on SIGQUIT (Ctrl-\ in a terminal).
+    /// let builder = treeloop::Builder::new().shutdown_signals([
+    ///     SignalKind::interrupt(),
+    ///     SignalKind::terminate(),
+    ///     SignalKind::quit(),
+    /// ]);
+    /// # let _ = builder;
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with `InvalidInput` if the set holds a signal that cannot
+    /// be watched (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGILL, SIGFPE).
+    pub fn shutdown_signals(mut self, signals: impl IntoIterator<Item = SignalKind>) -> Builder {
+        self.shutdown_signals.clear();
+        for kind in signals {
+            if !self.shutdown_signals.contains(&kind) {
+                self.shutdown_signals.push(kind);
+            }
+        }
         self
     }
 
@@ -211,7 +275,8 @@ impl Builder {
     }
 
     /// Builds the runtime. Fails only if the OS refuses an epoll instance, an eventfd, or
-    /// a signal handler (SIGINT with `shutdown_on_ctrl_c`, SIGUSR1 with `dump_on_signal`).
+    /// a signal handler (the shutdown signals, SIGUSR1 with `dump_on_signal`), or if a
+    /// shutdown signal cannot be watched (`InvalidInput`).
     pub fn build(&self) -> io::Result<Runtime> {
         let seed = match (self.seed, seed_from_env()) {
             (Some(_), Some(replay)) => Some(replay),
@@ -219,7 +284,7 @@ impl Builder {
         };
         let reactor = Reactor::new(ReactorOptions {
             paused: self.start_paused,
-            ctrl_c: self.ctrl_c,
+            shutdown_signals: self.shutdown_signals.clone(),
             deterministic: seed.is_some(),
             allow_real_io: self.allow_real_io,
             report_deadlocks: self.report_deadlocks,

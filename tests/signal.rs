@@ -1,13 +1,20 @@
-//! Ctrl-C on a real process (R19): the test runs its own binary again as a child, sends it
-//! SIGINT with `kill -INT`, and asserts on what the child printed and how it exited.
+//! Signals on a real process (R19): the test runs its own binary again as a child, sends it
+//! signals with `kill`, and asserts on what the child printed and how it exited.
 //!
 //! - With `Builder::shutdown_on_ctrl_c(true)`, the first SIGINT cancels the root with reason
 //!   `Shutdown`: every task of a tree (sleeping, reading, accepting, in a scope, nested) sees
 //!   it, runs a cleanup that awaits inside a shield, and `block_on` returns; exit status 0.
-//! - A cleanup that never finishes keeps `block_on` waiting; the second SIGINT exits the
-//!   process at once with status 130.
+//!   With `Builder::shutdown_on_signal(true)`, SIGTERM does the same.
+//! - A cleanup that never finishes keeps `block_on` waiting; the second shutdown signal of
+//!   any kind exits the process at once with 128 + its number (130 for SIGINT, 143 for
+//!   SIGTERM).
+//! - A signal outside the shutdown set shuts nothing down (`shutdown_on_ctrl_c` is SIGINT
+//!   only; `shutdown_signals` replaces the set).
 //! - Without the option, `signal::ctrl_c()` completes once per SIGINT that arrives after its
-//!   first poll, and nothing is cancelled.
+//!   first poll, and nothing is cancelled; `signal::unix(kind)` receivers each complete once
+//!   per delivery, keep a delivery their cancelled `recv` did not take, and see a shutdown
+//!   signal's cancellation before its delivery.
+//! - Signals that cannot be watched (SIGKILL, SIGSTOP, the fault signals) are refused.
 //!
 //! Each `child_*` test is the body of a child and returns at once unless the environment
 //! variable [`CHILD`] is set, so in a normal run they pass trivially. A child reports through
@@ -25,10 +32,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use treeloop::net::{TcpListener, UnixStream};
+use treeloop::signal::SignalKind;
 use treeloop::sync::Event;
 use treeloop::time::sleep;
 use treeloop::{
-    Builder, Cancelled, block_on, cancelled, cancelled_here, scope, shield, signal, spawn,
+    Builder, Cancelled, Runtime, block_on, cancelled, cancelled_here, scope, shield, signal, spawn,
     yield_now,
 };
 
@@ -100,13 +108,28 @@ impl Child {
         }
     }
 
-    /// Sends SIGINT, as Ctrl-C in a terminal does.
-    fn interrupt(&self) {
+    /// Sends the signal `name` (`INT`, `TERM`, ...) with `kill`.
+    fn kill(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.process.id().to_string()])
+            .args([&format!("-{name}"), &self.process.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -INT failed: {status}");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    fn interrupt(&self) {
+        self.kill("INT");
+    }
+
+    /// Sends SIGTERM, as `kill`, systemd and container runtimes do to stop a program.
+    fn terminate(&self) {
+        self.kill("TERM");
+    }
+
+    /// Sends SIGHUP, as daemons are told to reload their configuration.
+    fn hang_up(&self) {
+        self.kill("HUP");
     }
 
     /// Reads the rest of stdout and waits for the exit: the status, every report line, and
@@ -183,10 +206,20 @@ const TREE: [&str; 6] = [
 
 #[test]
 fn child_graceful_shutdown_of_a_tree() {
-    if !is_child() {
-        return;
+    if is_child() {
+        graceful_tree(Builder::new().shutdown_on_ctrl_c(true).build().unwrap());
     }
-    let runtime = Builder::new().shutdown_on_ctrl_c(true).build().unwrap();
+}
+
+#[test]
+fn child_graceful_shutdown_of_a_tree_on_the_default_signals() {
+    if is_child() {
+        graceful_tree(Builder::new().shutdown_on_signal(true).build().unwrap());
+    }
+}
+
+/// The graceful child: a tree of every kind of waiting task, until the shutdown.
+fn graceful_tree(runtime: Runtime) {
     let waiting = Rc::new(Cell::new(0));
     runtime.block_on(async {
         let w = || waiting.clone();
@@ -236,6 +269,20 @@ fn the_first_ctrl_c_cancels_the_whole_tree_with_reason_shutdown_and_cleanups_fin
     let mut child = Child::start("child_graceful_shutdown_of_a_tree");
     child.wait_for("ready");
     child.interrupt();
+    assert_graceful_shutdown(child);
+}
+
+#[test]
+fn the_first_sigterm_cancels_the_whole_tree_with_reason_shutdown_and_cleanups_finish() {
+    let mut child = Child::start("child_graceful_shutdown_of_a_tree_on_the_default_signals");
+    child.wait_for("ready");
+    child.terminate();
+    assert_graceful_shutdown(child);
+}
+
+/// The graceful child exited 0 after every task of [`TREE`] saw `Cancelled(Shutdown)`, then
+/// cleaned up, then `block_on` returned.
+fn assert_graceful_shutdown(child: Child) {
     let (status, said, stderr) = child.finish();
     assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
     assert_eq!(said.first().map(String::as_str), Some("ready"));
@@ -272,10 +319,20 @@ fn the_first_ctrl_c_cancels_the_whole_tree_with_reason_shutdown_and_cleanups_fin
 
 #[test]
 fn child_cleanup_that_never_finishes() {
-    if !is_child() {
-        return;
+    if is_child() {
+        cleanup_that_never_finishes(Builder::new().shutdown_on_ctrl_c(true).build().unwrap());
     }
-    let runtime = Builder::new().shutdown_on_ctrl_c(true).build().unwrap();
+}
+
+#[test]
+fn child_cleanup_that_never_finishes_on_the_default_signals() {
+    if is_child() {
+        cleanup_that_never_finishes(Builder::new().shutdown_on_signal(true).build().unwrap());
+    }
+}
+
+/// The hanging child: a task whose shielded cleanup never finishes.
+fn cleanup_that_never_finishes(runtime: Runtime) {
     let waiting = Rc::new(Cell::new(0));
     runtime.block_on(async {
         let stuck = spawn({
@@ -307,8 +364,34 @@ fn a_second_ctrl_c_exits_at_once_with_status_130_while_a_cleanup_hangs() {
     child.interrupt();
     child.wait_for("cleanup started after Cancelled(Shutdown)");
     child.interrupt();
+    assert_exited_during_the_cleanup(child, 130);
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_with_status_143_while_a_cleanup_hangs() {
+    let mut child = Child::start("child_cleanup_that_never_finishes_on_the_default_signals");
+    child.wait_for("ready");
+    child.terminate();
+    child.wait_for("cleanup started after Cancelled(Shutdown)");
+    child.terminate();
+    assert_exited_during_the_cleanup(child, 143);
+}
+
+#[test]
+fn a_sigint_after_a_sigterm_exits_at_once_with_status_130_while_a_cleanup_hangs() {
+    let mut child = Child::start("child_cleanup_that_never_finishes_on_the_default_signals");
+    child.wait_for("ready");
+    child.terminate();
+    child.wait_for("cleanup started after Cancelled(Shutdown)");
+    child.interrupt();
+    assert_exited_during_the_cleanup(child, 130);
+}
+
+/// The hanging child exited with `code` (not killed by the signal) while its cleanup and
+/// `block_on` were still running.
+fn assert_exited_during_the_cleanup(child: Child, code: i32) {
     let (status, said, stderr) = child.finish();
-    assert_eq!(status.code(), Some(130), "{status}; stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(code), "{status}; stderr:\n{stderr}");
     assert_eq!(status.signal(), None, "an exit, not death by the signal");
     let mut said = said;
     said.sort();
@@ -482,11 +565,7 @@ fn child_dumps_its_tree_on_sigusr1() {
 fn sigusr1_reports_a_dump_of_the_live_tree_and_the_program_carries_on() {
     let mut child = Child::start("child_dumps_its_tree_on_sigusr1");
     child.wait_for("ready");
-    let status = Command::new("kill")
-        .args(["-USR1", &child.process.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    child.kill("USR1");
     child.wait_for("dump: 2 nodes, \"dump me\" is waiting under Some(Root)");
     child.interrupt();
     let (status, said, stderr) = child.finish();
@@ -499,5 +578,289 @@ fn sigusr1_reports_a_dump_of_the_live_tree_and_the_program_carries_on() {
             "root saw Cancelled(Shutdown)",
             "done"
         ]
+    );
+}
+
+#[test]
+fn child_shuts_down_on_sigint_only() {
+    if !is_child() {
+        return;
+    }
+    let runtime = Builder::new().shutdown_on_ctrl_c(true).build().unwrap();
+    runtime.block_on(async {
+        // Without a receiver, SIGTERM would end the process by its default action.
+        let mut terms = signal::unix(SignalKind::terminate()).unwrap();
+        say("ready");
+        terms.recv().await.unwrap();
+        say(format!(
+            "SIGTERM received, cancelled: {}",
+            cancelled_here().is_some()
+        ));
+        let why = cancelled().await;
+        say(format!("root saw Cancelled({:?})", why.reason()));
+    });
+    say("done");
+}
+
+#[test]
+fn shutdown_on_ctrl_c_shuts_down_on_sigint_only_and_sigterm_only_reaches_its_receiver() {
+    let mut child = Child::start("child_shuts_down_on_sigint_only");
+    child.wait_for("ready");
+    child.terminate();
+    child.wait_for("SIGTERM received, cancelled: false");
+    child.interrupt();
+    let (status, said, stderr) = child.finish();
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
+    assert_eq!(
+        said,
+        [
+            "ready",
+            "SIGTERM received, cancelled: false",
+            "root saw Cancelled(Shutdown)",
+            "done",
+        ]
+    );
+}
+
+#[test]
+fn child_shuts_down_on_sigusr2_only() {
+    if !is_child() {
+        return;
+    }
+    let runtime = Builder::new()
+        .shutdown_signals([SignalKind::user_defined2()])
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut interrupts = signal::unix(SignalKind::interrupt()).unwrap();
+        let mut terms = signal::unix(SignalKind::terminate()).unwrap();
+        say("ready");
+        interrupts.recv().await.unwrap();
+        say(format!(
+            "SIGINT received, cancelled: {}",
+            cancelled_here().is_some()
+        ));
+        terms.recv().await.unwrap();
+        say(format!(
+            "SIGTERM received, cancelled: {}",
+            cancelled_here().is_some()
+        ));
+        let why = cancelled().await;
+        say(format!("root saw Cancelled({:?})", why.reason()));
+    });
+    say("done");
+}
+
+#[test]
+fn signals_outside_a_configured_shutdown_set_shut_nothing_down() {
+    let mut child = Child::start("child_shuts_down_on_sigusr2_only");
+    child.wait_for("ready");
+    child.interrupt();
+    child.wait_for("SIGINT received, cancelled: false");
+    child.terminate();
+    child.wait_for("SIGTERM received, cancelled: false");
+    child.kill("USR2");
+    let (status, said, stderr) = child.finish();
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
+    assert_eq!(
+        said,
+        [
+            "ready",
+            "SIGINT received, cancelled: false",
+            "SIGTERM received, cancelled: false",
+            "root saw Cancelled(Shutdown)",
+            "done",
+        ]
+    );
+}
+
+/// Polls `future` once: `Some(output)` if it completed, `None` if it is pending.
+async fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+#[test]
+fn child_receives_sighup() {
+    if !is_child() {
+        return;
+    }
+    block_on(async {
+        let finished = Event::new();
+        let bystander = spawn({
+            let finished = finished.clone();
+            async move {
+                finished.wait().await.unwrap();
+                say(format!(
+                    "bystander cancelled: {}",
+                    cancelled_here().is_some()
+                ));
+            }
+        });
+        let hangup = SignalKind::hangup();
+        let mut first = signal::unix(hangup).unwrap();
+        let mut second = signal::unix(hangup).unwrap();
+        let mut kept = signal::unix(hangup).unwrap();
+        for round in 1..=2 {
+            assert!(poll_once(first.recv()).await.is_none(), "no SIGHUP yet");
+            say(format!("ready {round}"));
+            first.recv().await.unwrap();
+            // Not polled since the delivery, which it saw all the same.
+            let at_once = poll_once(second.recv()).await;
+            assert!(matches!(at_once, Some(Ok(()))), "{at_once:?}");
+            // Once per delivery: both wait again.
+            assert!(poll_once(first.recv()).await.is_none());
+            assert!(poll_once(second.recv()).await.is_none());
+            say(format!("SIGHUP {round} seen by both receivers"));
+        }
+        // `kept` has not been polled since it was made, before both deliveries.
+        let task = spawn(async move {
+            let err = kept.recv().await.unwrap_err();
+            let why = Cancelled::from_io(&err).map(|c| c.reason());
+            say(format!("cancelled recv failed with Cancelled({why:?})"));
+            shield(kept.recv()).await.unwrap();
+            let merged = shield(poll_once(kept.recv())).await.is_none();
+            say(format!(
+                "a shielded recv got the SIGHUPs the cancelled one left, merged: {merged}"
+            ));
+        });
+        task.cancel();
+        task.await.unwrap();
+        let mut late = signal::unix(hangup).unwrap();
+        let pending = poll_once(late.recv()).await.is_none();
+        say(format!("a receiver made afterwards waits: {pending}"));
+        finished.set();
+        bystander.await.unwrap();
+    });
+    say("done");
+}
+
+#[test]
+fn signal_unix_completes_once_per_sighup_for_each_receiver_and_cancels_nothing() {
+    let mut child = Child::start("child_receives_sighup");
+    child.wait_for("ready 1");
+    child.hang_up();
+    child.wait_for("ready 2");
+    child.hang_up();
+    let (status, said, stderr) = child.finish();
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
+    assert_eq!(
+        said,
+        [
+            "ready 1",
+            "SIGHUP 1 seen by both receivers",
+            "ready 2",
+            "SIGHUP 2 seen by both receivers",
+            "cancelled recv failed with Cancelled(Some(Explicit))",
+            "a shielded recv got the SIGHUPs the cancelled one left, merged: true",
+            "a receiver made afterwards waits: true",
+            "bystander cancelled: false",
+            "done",
+        ]
+    );
+}
+
+#[test]
+fn child_receives_a_signal_of_its_shutdown_set() {
+    if !is_child() {
+        return;
+    }
+    let runtime = Builder::new().shutdown_on_signal(true).build().unwrap();
+    let waiting = Rc::new(Cell::new(0));
+    runtime.block_on(async {
+        let receiver = spawn({
+            let waiting = waiting.clone();
+            async move {
+                let mut terms = signal::unix(SignalKind::terminate()).unwrap();
+                waiting.set(1);
+                let err = terms.recv().await.unwrap_err();
+                let why = Cancelled::from_io(&err).map(|c| c.reason());
+                say(format!("recv failed with Cancelled({why:?})"));
+                shield(terms.recv()).await.unwrap();
+                say("the shielded recv got the SIGTERM");
+            }
+        });
+        until_waiting(&waiting, 1).await;
+        say("ready");
+        let why = cancelled().await;
+        say(format!("root saw Cancelled({:?})", why.reason()));
+        drop(receiver);
+    });
+    say("done");
+}
+
+#[test]
+fn a_receiver_of_a_shutdown_signal_sees_the_cancellation_first_and_the_delivery_in_a_shield() {
+    let mut child = Child::start("child_receives_a_signal_of_its_shutdown_set");
+    child.wait_for("ready");
+    child.terminate();
+    let (status, said, stderr) = child.finish();
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
+    assert_eq!(said.first().map(String::as_str), Some("ready"));
+    assert_eq!(said.last().map(String::as_str), Some("done"));
+    let mut middle = said[1..said.len() - 1].to_vec();
+    middle.sort();
+    assert_eq!(
+        middle,
+        [
+            "recv failed with Cancelled(Some(Shutdown))",
+            "root saw Cancelled(Shutdown)",
+            "the shielded recv got the SIGTERM",
+        ]
+    );
+}
+
+/// The number of the signal `name` on this system, from `kill -l`.
+fn signal_number(name: &str) -> i32 {
+    let out = Command::new("kill")
+        .args(["-l", name])
+        .output()
+        .expect("run kill -l");
+    let number = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("kill -l {name} printed {number:?}"))
+}
+
+#[test]
+fn signals_that_cannot_be_watched_are_refused_by_signal_unix_and_by_the_builder() {
+    for name in ["KILL", "STOP", "SEGV", "BUS", "ILL", "FPE"] {
+        let kind = SignalKind::from_raw(signal_number(name));
+        // The check comes before any handler is installed: this process is left as it was.
+        let err = block_on(async { signal::unix(kind).unwrap_err() });
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{name}: {err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("treeloop cannot watch SIG{name}: ")),
+            "{err}"
+        );
+        let built = Builder::new()
+            .shutdown_signals([SignalKind::terminate(), kind])
+            .build();
+        let err = built
+            .err()
+            .expect("a forbidden shutdown signal fails the build");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn signal_unix_outside_a_runtime_is_an_error_naming_the_fix() {
+    let err = signal::unix(SignalKind::hangup()).unwrap_err();
+    assert!(
+        err.to_string().contains("inside a treeloop runtime"),
+        "{err}"
     );
 }

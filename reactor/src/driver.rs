@@ -27,9 +27,8 @@ use treeloop_executor::{CancelReason, Park, ParkMode, ParkRequest, Unpark};
 
 use crate::clock::{Clock, ClockMode, Instant};
 use crate::io::slots::Slots;
-use crate::signal::{self, DUMP_TOKEN, SIGNAL_TOKEN, SignalPipe};
+use crate::signal::{self, Delivered, Purpose, SIGNAL_TOKEN, SignalKind, SignalTable};
 use crate::timers::{Timers, Turn};
-use signal_hook::consts::{SIGINT, SIGUSR1};
 
 /// The token of the cross-thread `mio::Waker`.
 const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -69,8 +68,9 @@ pub(crate) struct ReactorCore {
     pub(crate) registry: mio::Registry,
     /// Readiness of every registered source.
     pub(crate) io: RefCell<Slots>,
-    /// The SIGINT self-pipe, once something watches Ctrl-C.
-    pub(crate) signal: RefCell<Option<SignalPipe>>,
+    /// The signals this runtime watches (shutdown set, dump signal, receivers), one
+    /// self-pipe each.
+    pub(crate) signals: RefCell<SignalTable>,
     /// Blocking calls (`unblock`) in flight: another thread will wake a task.
     pub(crate) pending_external: Cell<usize>,
     /// Whether real sockets may be created (not in a seeded run, unless allowed).
@@ -86,13 +86,14 @@ pub(crate) enum RealIo {
     Refused,
 }
 
-/// How to build a [`Reactor`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How to build a [`Reactor`]. The default: real time, not deterministic, no signal watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReactorOptions {
     /// Virtual time from the start.
     pub paused: bool,
-    /// What Ctrl-C does.
-    pub ctrl_c: CtrlCPolicy,
+    /// The shutdown set: the first delivery of one of these signals cancels the root (reason
+    /// `Shutdown`), the second of any of them exits with 128 + its number. Empty: none.
+    pub shutdown_signals: Vec<SignalKind>,
     /// Deterministic mode: virtual time, real sockets refused, and "nothing can ever wake a
     /// task" reported as a deadlock instead of blocking.
     pub deterministic: bool,
@@ -103,19 +104,6 @@ pub struct ReactorOptions {
     pub report_deadlocks: bool,
     /// SIGUSR1 asks for a dump of the task tree ([`ParkRequest::Dump`]).
     pub dump_on_signal: bool,
-}
-
-impl Default for ReactorOptions {
-    fn default() -> Self {
-        ReactorOptions {
-            paused: false,
-            ctrl_c: CtrlCPolicy::Ignore,
-            deterministic: false,
-            allow_real_io: false,
-            report_deadlocks: false,
-            dump_on_signal: false,
-        }
-    }
 }
 
 /// mio's waker as the executor's [`Unpark`].
@@ -140,31 +128,23 @@ pub struct Reactor {
     unparker: Arc<MioUnpark>,
     /// Reused buffer of wakers collected while a borrow is held.
     wake: Vec<Waker>,
-    /// Whether Ctrl-C cancels the root (and a second one exits).
-    ctrl_c: CtrlCPolicy,
     /// Report deadlocks instead of blocking forever (deterministic mode, or asked for).
     detect_deadlocks: bool,
-    /// The SIGUSR1 self-pipe, with `dump_on_signal`.
-    dump_signal: Option<SignalPipe>,
+    /// A signal of the shutdown set arrived; the next park asks for the root cancel.
+    shutdown_pending: bool,
     /// A dump was asked for but the last park had a root cancel to report first.
     dump_pending: bool,
 }
 
-/// What Ctrl-C does to the runtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CtrlCPolicy {
-    /// Nothing, unless a task awaits `signal::ctrl_c()`.
-    Ignore,
-    /// The first SIGINT cancels the root (reason `Shutdown`); the second exits with 130.
-    CancelRoot,
-}
-
 impl Reactor {
     /// A reactor on the system clock, or on virtual time starting now when `paused`.
+    ///
+    /// Fails if the OS refuses the poller or a signal handler, and with `InvalidInput` if
+    /// a shutdown signal cannot be watched (SIGKILL, SIGSTOP, the fault signals).
     pub fn new(options: ReactorOptions) -> io::Result<Reactor> {
         let ReactorOptions {
             paused,
-            ctrl_c,
+            shutdown_signals,
             deterministic,
             allow_real_io,
             report_deadlocks,
@@ -185,7 +165,7 @@ impl Reactor {
                 clock: Clock::new(mode),
                 timers: RefCell::new(Timers::new()),
                 io: RefCell::new(Slots::new()),
-                signal: RefCell::new(None),
+                signals: RefCell::new(SignalTable::new()),
                 registry,
                 pending_external: Cell::new(0),
                 real_io: if deterministic && !allow_real_io {
@@ -197,20 +177,22 @@ impl Reactor {
             detect_deadlocks: deterministic || report_deadlocks,
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
-            ctrl_c,
-            dump_signal: None,
+            shutdown_pending: false,
             dump_pending: false,
         };
-        let mut reactor = reactor;
-        if ctrl_c == CtrlCPolicy::CancelRoot {
-            signal::arm_second_ctrl_c_exit()?;
-            let pipe = SignalPipe::install(&reactor.core.registry, SIGINT, SIGNAL_TOKEN)?;
-            *reactor.core.signal.borrow_mut() = Some(pipe);
+        let core = &reactor.core;
+        if !shutdown_signals.is_empty() {
+            // Checks the whole set (a refused signal fails the build) before installing any.
+            signal::arm_second_signal_exit(&shutdown_signals)?;
+        }
+        let mut signals = core.signals.borrow_mut();
+        for &kind in &shutdown_signals {
+            signals.watch(&core.registry, kind, Purpose::Shutdown)?;
         }
         if dump_on_signal {
-            let pipe = SignalPipe::install(&reactor.core.registry, SIGUSR1, DUMP_TOKEN)?;
-            reactor.dump_signal = Some(pipe);
+            signals.watch(&core.registry, SignalKind::user_defined1(), Purpose::Dump)?;
         }
+        drop(signals);
         Ok(reactor)
     }
 
@@ -237,17 +219,20 @@ impl Reactor {
     pub fn turn(&mut self, mode: ParkMode) -> io::Result<Turn> {
         let clock = &self.core.clock;
         let io_sources = self.core.io.borrow().len();
-        // Only SIGINT can wake a task (`ctrl_c()`); the dump signal never does, so it does
-        // not stop a seeded run from reporting a deadlock.
-        let watching_ctrl_c = self.core.signal.borrow().is_some();
-        let watching_signals = watching_ctrl_c || self.dump_signal.is_some();
+        // A delivery of a shutdown signal, or of a signal a receiver waits for, can wake a
+        // task; the dump signal alone never does, so it does not stop a seeded run from
+        // reporting a deadlock.
+        let (watching_signals, signal_may_wake) = {
+            let signals = self.core.signals.borrow();
+            (!signals.is_empty(), signals.may_wake())
+        };
         // Deterministic mode (or `report_deadlocks`): with nothing runnable, no timer, no
         // socket, no signal and no blocking call in flight, nothing can ever wake a task
         // again (other threads are outside a deterministic program, or promised absent).
         if mode == ParkMode::Wait
             && self.detect_deadlocks
             && io_sources == 0
-            && !watching_ctrl_c
+            && !signal_may_wake
             && self.core.pending_external.get() == 0
             && self.core.timers.borrow_mut().next_deadline().is_none()
         {
@@ -284,8 +269,7 @@ impl Reactor {
         // 2. Ask the OS. With no source registered, a zero-timeout poll could only report the
         //    cross-thread waker, which the executor checks on its own: skip the syscall.
         let mut io_events = 0;
-        let mut signals = 0;
-        let mut dumps = 0;
+        let mut signal_event = false;
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -296,16 +280,8 @@ impl Reactor {
             for event in self.events.iter() {
                 match event.token() {
                     WAKER_TOKEN => {}
-                    SIGNAL_TOKEN => {
-                        if let Some(pipe) = self.core.signal.borrow_mut().as_mut() {
-                            signals += pipe.drain(&mut self.wake);
-                        }
-                    }
-                    DUMP_TOKEN => {
-                        if let Some(pipe) = self.dump_signal.as_mut() {
-                            dumps += pipe.drain(&mut self.wake);
-                        }
-                    }
+                    // One token for every signal pipe: drained together, once, below.
+                    SIGNAL_TOKEN => signal_event = true,
                     _ => {
                         slots.on_event(event, &mut self.wake);
                         io_events += 1;
@@ -313,6 +289,11 @@ impl Reactor {
                 }
             }
         }
+        let delivered = if signal_event {
+            self.core.signals.borrow_mut().drain(&mut self.wake)
+        } else {
+            Delivered::default()
+        };
         // Virtual time with live sockets never runs ahead of the network: it moves to the
         // next deadline only after really waiting that long with nothing happening.
         if let (ParkMode::Wait, Some(deadline), ClockMode::Paused) = (mode, next, clock.mode()) {
@@ -327,8 +308,10 @@ impl Reactor {
             .borrow_mut()
             .expire(clock.now(), &mut self.wake);
         turn.io_events = io_events;
-        turn.signals = signals;
-        turn.dumps = dumps;
+        // Every delivery of a watched signal, the dump signal's included.
+        turn.signals = delivered.signals;
+        turn.dumps = delivered.dumps;
+        self.shutdown_pending |= delivered.shutdown > 0;
         // 4. Release every borrow before waking: a waker may re-enter the runtime.
         treeloop_executor::wake_all(self.wake.drain(..));
         Ok(turn)
@@ -344,7 +327,7 @@ impl Park for Reactor {
         self.dump_pending |= turn.dumps > 0;
         if turn.stalled {
             ParkRequest::Deadlock
-        } else if turn.signals > 0 && self.ctrl_c == CtrlCPolicy::CancelRoot {
+        } else if std::mem::take(&mut self.shutdown_pending) {
             // A dump asked for in the same turn is reported at the next park.
             ParkRequest::CancelRoot(CancelReason::Shutdown)
         } else if std::mem::take(&mut self.dump_pending) {

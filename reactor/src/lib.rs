@@ -20,7 +20,7 @@ mod timer;
 mod timers;
 
 pub use blocking::{KEEP_ALIVE, MAX_THREADS, Unblock, unblock};
-pub use driver::{CtrlCPolicy, EnterGuard, Reactor, ReactorOptions};
+pub use driver::{EnterGuard, Reactor, ReactorOptions};
 pub use timers::Turn;
 
 /// Time: the runtime's clock (real or virtual) and timers.

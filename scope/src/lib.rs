@@ -5,12 +5,16 @@
 //!   rest; the scope returns after everyone finished cleanup, with every real error kept.
 //! - [`supervisor`]: the same, but failures do not cancel the others.
 //! - [`time::timeout`]: a cancel region with a deadline.
+//! - [`on_cancel`]: graceful shutdown for foreign futures that have their own (a hyper
+//!   connection's `graceful_shutdown`): the cancellation calls it instead of cutting the
+//!   future off.
 //!
 //! Shields (`treeloop_executor::shield`) are the executor's own; scopes and timeouts are
 //! regions of the same tree, so they nest with shields and with each other.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod drain;
 mod error;
 mod member;
 mod scope;
@@ -18,6 +22,7 @@ mod state;
 pub mod sync;
 pub mod time;
 
+pub use drain::{GraceExpired, Graceful, OnCancel, on_cancel};
 pub use error::{Cancellation, ScopeError};
 pub use member::{MemberError, ScopedJoinHandle, SpawnError};
 pub use scope::{Scope, scope, supervisor};

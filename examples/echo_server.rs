@@ -2,21 +2,36 @@
 //!
 //! Every connection gets its own task, a member of the server's scope, which sends back
 //! whatever it reads. The first Ctrl-C cancels the root: the accept loop and every
-//! connection get `Err(Cancelled)` at their next await point, each connection prints how it
-//! ended, the scope returns once all of them have finished, and the server prints a summary
-//! and exits 0. A second Ctrl-C exits at once (status 130). It listens on loopback only.
+//! connection get `Err(Cancelled)` at their next await point. Each connection then closes
+//! without a reset: it stops echoing, half-closes (its FIN tells the client "no more from
+//! me"), and reads, discarding it, whatever the client still sends until the client hangs
+//! up, for at most a second. (Closing a socket with unread bytes in its receive buffer makes
+//! the kernel send RST instead of FIN, and a reset also throws away the echoes the client
+//! has not read yet.) Each connection prints how it ended, the scope returns once all of
+//! them have finished, and the server prints a summary and exits 0. A second Ctrl-C exits
+//! at once (status 130). It listens on loopback only.
+//!
+//! Out of file descriptors (`EMFILE`: more clients than `ulimit -n` allows), `accept` fails
+//! but the listener is fine: `AcceptBackoff` waits (5 ms, doubling up to 500 ms, reported
+//! once on stderr) and accepts again once connections have closed, so the clients beyond the
+//! limit wait in the listener's backlog instead of finding the server gone.
 //!
 //! Run with: cargo run --example echo_server [-- PORT or ADDR]   (default 127.0.0.1:7000)
 //! Try it:   nc 127.0.0.1 7000   (type a line: it comes back; Ctrl-D hangs up)
 
 use std::cell::Cell;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
-use treeloop::net::{TcpListener, TcpStream};
-use treeloop::{Builder, Cancelled, Scope, ScopeError, scope};
+use treeloop::net::{AcceptBackoff, TcpListener, TcpStream};
+use treeloop::time::timeout;
+use treeloop::{Builder, Cancelled, Scope, ScopeError, scope, shield};
+
+/// How long a connection closed by the shutdown waits for its client to hang up.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// Totals over the server's life (one thread: `Cell` is enough).
 #[derive(Default)]
@@ -27,6 +42,19 @@ struct Totals {
     open: Cell<u64>,
     /// Bytes echoed back, over all connections.
     bytes: Cell<u64>,
+    /// Connections the shutdown closed without a reset (the client hung up after our FIN).
+    closed_cleanly: Cell<u64>,
+}
+
+/// How a connection interrupted by the shutdown was closed.
+enum Closed {
+    /// The client hung up after our FIN; the `discarded` bytes it sent meanwhile were read
+    /// and dropped, so none were left unread.
+    Cleanly { discarded: u64 },
+    /// The client was still connected after [`GRACE`]: closing now may send it a reset.
+    GraceExpired { discarded: u64 },
+    /// The half-close or the drain failed (the client reset the connection first, say).
+    Failed(io::Error),
 }
 
 /// `7001` means `127.0.0.1:7001`; a full address is taken as given.
@@ -60,21 +88,78 @@ async fn echo(stream: &TcpStream, echoed: &mut u64) -> io::Result<()> {
     }
 }
 
-/// One connection's task: echoes, then says how it ended.
+/// Closes a connection the shutdown interrupted without a reset: half-closes it (FIN), then
+/// reads and drops what the client still sends until it hangs up, for at most [`GRACE`].
+/// Inside a shield, since every await here would otherwise fail at once; the timeout still
+/// bounds it.
+async fn close_without_reset(stream: &TcpStream) -> Closed {
+    let mut discarded = 0;
+    let drained = shield(timeout(GRACE, async {
+        stream.shutdown(Shutdown::Write)?;
+        let mut buf = [0; 4096];
+        loop {
+            match stream.read(&mut buf).await? {
+                0 => return io::Result::Ok(()), // the client hung up: nothing is left unread
+                n => discarded += n as u64,
+            }
+        }
+    }))
+    .await;
+    match drained {
+        Ok(Ok(())) => Closed::Cleanly { discarded },
+        Ok(Err(err)) => Closed::Failed(err),
+        Err(_elapsed) => Closed::GraceExpired { discarded },
+    }
+}
+
+/// One connection's task: echoes; if the shutdown interrupts it, closes without a reset;
+/// then says how it ended.
 async fn connection(stream: TcpStream, peer: SocketAddr, totals: Rc<Totals>) -> io::Result<()> {
     let mut echoed = 0;
     let ended = echo(&stream, &mut echoed).await;
     totals.bytes.set(totals.bytes.get() + echoed);
-    totals.open.set(totals.open.get() - 1);
-    match ended {
-        Ok(()) => println!("{peer}: hung up after {echoed} bytes"),
+    let how = match ended {
+        Ok(()) => format!("hung up after {echoed} bytes"),
         Err(err) => match Cancelled::from_io(&err) {
-            Some(_) => println!("{peer}: closed by the shutdown after {echoed} bytes"),
-            None => println!("{peer}: failed after {echoed} bytes: {err}"),
+            None => format!("failed after {echoed} bytes: {err}"),
+            Some(_) => {
+                let stopped = format!("closed by the shutdown after {echoed} bytes");
+                match close_without_reset(&stream).await {
+                    Closed::Cleanly { discarded } => {
+                        totals.closed_cleanly.set(totals.closed_cleanly.get() + 1);
+                        format!("{stopped}; it hung up after our FIN ({discarded} bytes dropped)")
+                    }
+                    Closed::GraceExpired { discarded } => format!(
+                        "{stopped}; still connected after {GRACE:?} ({discarded} bytes \
+                         dropped): it may see a reset"
+                    ),
+                    Closed::Failed(err) => format!("{stopped}; closing failed: {err}"),
+                }
+            }
         },
-    }
+    };
+    totals.open.set(totals.open.get() - 1);
+    println!("{peer}: {how}");
     // Not `Err(err)`: in a scope, a member's error would cancel every other connection.
     Ok(())
+}
+
+/// The next connection. Transient errors (out of descriptors, say: the listener is fine) are
+/// waited out with `backoff`; an error comes back only for the cancellation or for a broken
+/// listener.
+async fn accept(
+    listener: &TcpListener,
+    backoff: &mut AcceptBackoff,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => {
+                backoff.reset();
+                return Ok(accepted);
+            }
+            Err(err) => backoff.wait(err).await?,
+        }
+    }
 }
 
 /// The scope's body: accepts connections until cancelled, one member each.
@@ -83,8 +168,9 @@ async fn accept_loop(
     listener: TcpListener,
     totals: Rc<Totals>,
 ) -> io::Result<()> {
+    let mut backoff = AcceptBackoff::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (stream, peer) = match accept(&listener, &mut backoff).await {
             Ok(accepted) => accepted,
             Err(err) => {
                 let why = Cancelled::from_io(&err).ok_or(err)?;
@@ -140,9 +226,11 @@ fn run() -> io::Result<()> {
         }
     })?;
     println!(
-        "stopped: served {} connections, echoed {} bytes; every connection task has finished",
+        "stopped: served {} connections, echoed {} bytes, closed {} at the shutdown without a \
+         reset; every connection task has finished",
         totals.accepted.get(),
-        totals.bytes.get()
+        totals.bytes.get(),
+        totals.closed_cleanly.get()
     );
     Ok(())
 }

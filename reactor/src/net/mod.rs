@@ -8,11 +8,13 @@
 //! completion: it spends the per-poll budget like a successful operation, so a task that
 //! ignores the error in a loop still yields to the others.
 
+mod backoff;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
 mod unix;
 
+pub use backoff::{AcceptBackoff, is_transient_accept_error};
 pub use stream::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -171,11 +171,18 @@ macro_rules! impl_stream {
                 std::task::Poll::Ready(Ok(()))
             }
 
+            /// Half-closes the connection (sends FIN). A connection the peer has already
+            /// torn down (`NotConnected`) has nothing left to close: that is success, as
+            /// protocol stacks closing after a goodbye expect (hyper's HTTP/2 after
+            /// GOAWAY, whose client may hang up first).
             fn poll_close(
                 self: std::pin::Pin<&mut Self>,
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+                std::task::Poll::Ready(match self.shutdown(std::net::Shutdown::Write) {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+                    closed => closed,
+                })
             }
         }
 

@@ -1,0 +1,138 @@
+//! `HyperIo`: any futures-io stream as hyper's `rt::Read` and `rt::Write`.
+//!
+//! treeloop's sockets (and `sim` streams, and TLS streams from futures-rustls) speak
+//! futures-io; hyper 1.x has traits of its own. The adapter forwards writes as they are and
+//! reads through a small buffer of its own.
+//!
+//! # Why reads copy
+//!
+//! hyper hands a read a `ReadBufCursor` over memory that may be uninitialised; writing into
+//! it directly needs `unsafe` (that is what hyper-util's `TokioIo` does). treeloop forbids
+//! `unsafe`, so the adapter reads into an initialised scratch buffer of its own (allocated
+//! once per connection, at most [`SCRATCH`] bytes) and copies what arrived into hyper's
+//! buffer with the safe `put_slice`: one `memcpy` of the bytes read, no zeroing per read.
+//! The benchmark in `benches/http/` runs hyper on treeloop and on tokio side by side; a copy
+//! of a few hundred bytes per request is far below its noise (see benches/README.md), so
+//! the unsafe path has not earned its place.
+//!
+//! # Ground rules
+//!
+//! - Bytes given to [`HyperIo::with_prefix`] (read already, e.g. to sniff the protocol) are
+//!   returned by the first reads, before anything is read from the stream.
+//! - A cancelled read or write fails with the `io::Error` wrapping `Cancelled`, as treeloop
+//!   sockets do; hyper then fails the connection. `serve` runs connections where the
+//!   outside's cancellation is hidden, and drains them instead (see `serve`).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use hyper::rt::{Read, ReadBufCursor, Write};
+
+/// The most one read of the adapter asks the stream for.
+pub const SCRATCH: usize = 8 * 1024;
+
+/// A futures-io stream as a hyper connection's I/O.
+#[derive(Debug)]
+pub struct HyperIo<T> {
+    /// The stream.
+    io: T,
+    /// Bytes to return before reading from the stream, and how many of them were returned.
+    prefix: Option<(Vec<u8>, usize)>,
+    /// Where reads land before they are copied into hyper's buffer; grows to at most
+    /// [`SCRATCH`] bytes.
+    scratch: Vec<u8>,
+}
+
+impl<T> HyperIo<T> {
+    /// Wraps `io`.
+    pub fn new(io: T) -> HyperIo<T> {
+        HyperIo {
+            io,
+            prefix: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Wraps `io`, whose first bytes, `prefix`, were read already.
+    pub fn with_prefix(io: T, prefix: Vec<u8>) -> HyperIo<T> {
+        HyperIo {
+            io,
+            prefix: (!prefix.is_empty()).then_some((prefix, 0)),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// The stream, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// The stream, unwrapped (any prefix not read yet is lost).
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> Read for HyperIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some((prefix, taken)) = &mut this.prefix {
+            let n = buf.remaining().min(prefix.len() - *taken);
+            buf.put_slice(&prefix[*taken..*taken + n]);
+            *taken += n;
+            if *taken == prefix.len() {
+                this.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let want = buf.remaining().min(SCRATCH);
+        if this.scratch.len() < want {
+            this.scratch.resize(want, 0);
+        }
+        match Pin::new(&mut this.io).poll_read(cx, &mut this.scratch[..want]) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(&this.scratch[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Write for HyperIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_close(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}

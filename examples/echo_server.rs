@@ -179,7 +179,9 @@ async fn accept_loop(
                 return Ok(());
             }
         };
-        stream.set_nodelay(true)?;
+        // Echoes go out at once; a connection that refuses the option (it may already be
+        // gone) is served all the same: one client must not stop the server.
+        let _ = stream.set_nodelay(true);
         totals.accepted.set(totals.accepted.get() + 1);
         totals.open.set(totals.open.get() + 1);
         println!("{peer}: connected ({} open)", totals.open.get());

@@ -139,3 +139,59 @@ fn a_request_in_flight_completes_across_sigterm_and_the_server_exits_0() {
 fn a_request_in_flight_completes_across_sigint_and_the_server_exits_0() {
     a_request_in_flight_completes_across("INT");
 }
+
+/// Opens `count` connections at once, sends each an HTTP/1.1 request that asks the server
+/// to close, then reads every response to the end.
+fn fetch_all_at_once(addr: SocketAddr, count: usize) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut streams: Vec<TcpStream> = (0..count)
+        .map(|_| TcpStream::connect(addr).expect("connect to http_server"))
+        .collect();
+    for stream in &mut streams {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    streams
+        .iter_mut()
+        .map(|stream| {
+            let mut response = String::new();
+            stream
+                .read_to_string(&mut response)
+                .expect("the response, up to the close");
+            response
+        })
+        .collect()
+}
+
+#[test]
+fn the_server_keeps_serving_through_descriptor_exhaustion() {
+    // Under `ulimit -n 64`, 200 clients, 100 of them connected at once (the listener's
+    // backlog holds those the server cannot accept yet): accept fails with EMFILE while the
+    // server holds all it may, backs off, and accepts the rest as connections close. Every
+    // client gets its answer; the failure is reported once.
+    let mut server = Running::start("http_server", &["0"], &[], Some(64));
+    let addr = server.listening_on("listening on http://");
+    let mut answered = fetch_all_at_once(addr, 100);
+    answered.extend(fetch_all_at_once(addr, 100));
+    assert_eq!(answered.len(), 200);
+    for response in &answered {
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK") && response.ends_with("hello world"),
+            "{response}"
+        );
+    }
+    let report = server.wait_for(Pipe::Stderr, "accept failed");
+    assert!(report.contains("Too many open files"), "{report}");
+    assert!(server.is_alive(), "{}", server.transcript());
+    server.terminate();
+    let status = server.finish();
+    assert!(status.success(), "{status}\n{}", server.transcript());
+    let reports = server
+        .lines_of(Pipe::Stderr)
+        .filter(|line| line.contains("accept failed"))
+        .count();
+    assert_eq!(reports, 1, "reported once:\n{}", server.transcript());
+    server.wait_for(Pipe::Stdout, "200 connections served");
+}

@@ -52,4 +52,4 @@ mod serve;
 
 pub use io::{HyperIo, SCRATCH};
 pub use rt::{TreeloopExecutor, TreeloopTimer};
-pub use serve::{ConnectionError, Listener, Server, Summary, serve};
+pub use serve::{BoxError, ConnectionError, HttpService, Listener, Server, Summary, serve};

@@ -66,6 +66,34 @@ use crate::rt::{TreeloopExecutor, TreeloopTimer};
 /// The bytes every HTTP/2 prior-knowledge connection starts with (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// A boxed error that can cross threads, as hyper wants its services' errors.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A hyper service `serve` can run: any `hyper::service::Service` of requests whose errors
+/// and response bodies hyper can take, and whose futures live on this thread (no `Send`
+/// needed). One name for the bounds hyper's connections put on a service, implemented for
+/// every service that meets them (`hyper::service::service_fn(handler)`, say).
+pub trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: 'static,
+    > + 'static
+{
+    /// The response body.
+    type Body: Body<Error: Into<BoxError>> + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>, Future: 'static>
+        + 'static,
+    B: Body<Error: Into<BoxError>> + 'static,
+{
+    type Body = B;
+}
+
 /// Something `serve` can accept connections from: treeloop's TCP and Unix listeners, or a
 /// listener of your own (a TLS acceptor wrapping one, an in-memory one for tests).
 pub trait Listener {
@@ -179,14 +207,10 @@ impl Server {
     /// Serves `listener` until the task (or region) running this is cancelled, then shuts
     /// down gracefully (see the module docs) and returns what it did. `Err` only for an
     /// accept error that is not transient, after the connections drained.
-    pub async fn serve<L, S, B>(self, listener: L, service: S) -> io::Result<Summary>
+    pub async fn serve<L, S>(self, listener: L, service: S) -> io::Result<Summary>
     where
         L: Listener,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
-        S::Future: 'static,
-        B: Body + 'static,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S: HttpService + Clone,
     {
         let server = Rc::new(self);
         let tally = Rc::new(Tally::default());
@@ -245,14 +269,10 @@ impl Server {
     /// region polling this: HTTP/1.1 or HTTP/2 as configured, drained on cancel within the
     /// grace period. `Ok` when the connection ended normally or drained, `Err` with hyper's
     /// error or the grace period's expiry otherwise.
-    pub async fn serve_connection<I, S, B>(&self, io: I, service: S) -> Result<(), ConnectionError>
+    pub async fn serve_connection<I, S>(&self, io: I, service: S) -> Result<(), ConnectionError>
     where
         I: AsyncRead + AsyncWrite + Unpin + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
-        S::Future: 'static,
-        B: Body + 'static,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S: HttpService,
     {
         let drained = Cell::new(false);
         self.drive(io, service, &drained).await
@@ -260,7 +280,7 @@ impl Server {
 
     /// [`serve_connection`](Self::serve_connection), noting in `drained` whether the
     /// graceful shutdown was asked for.
-    async fn drive<I, S, B>(
+    async fn drive<I, S>(
         &self,
         mut io: I,
         service: S,
@@ -268,11 +288,7 @@ impl Server {
     ) -> Result<(), ConnectionError>
     where
         I: AsyncRead + AsyncWrite + Unpin + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
-        S::Future: 'static,
-        B: Body + 'static,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S: HttpService,
     {
         // Which protocol: read until the bytes can no longer be the HTTP/2 preface.
         let (prefix, http2) = match self.protocols {
@@ -338,27 +354,19 @@ impl Server {
 /// println!("{summary}");
 /// # Ok::<_, std::io::Error>(())
 /// ```
-pub async fn serve<L, S, B>(listener: L, service: S) -> io::Result<Summary>
+pub async fn serve<L, S>(listener: L, service: S) -> io::Result<Summary>
 where
     L: Listener,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::Future: 'static,
-    B: Body + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: HttpService + Clone,
 {
     Server::new().serve(listener, service).await
 }
 
 /// One connection's task: serve it, count how it ended, keep its panics to itself.
-async fn serve_one<I, S, B>(server: Rc<Server>, tally: Rc<Tally>, io: I, service: S)
+async fn serve_one<I, S>(server: Rc<Server>, tally: Rc<Tally>, io: I, service: S)
 where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::Future: 'static,
-    B: Body + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: HttpService,
 {
     let drained = Cell::new(false);
     let outcome = {

@@ -373,3 +373,35 @@ fn a_client_send_in_a_cancelled_task_fails_with_cancelled() {
         }
     });
 }
+
+#[test]
+fn serve_runs_on_a_unix_listener_too() {
+    let (runtime, _) = runtime();
+    let path = std::env::temp_dir().join(format!("treeloop-hyper-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let summary = runtime.block_on(async {
+        let listener = treeloop::net::UnixListener::bind(&path).unwrap();
+        let control = Control::default();
+        let service = service_fn(move |request| handle(control.clone(), request));
+        let server = spawn(Server::new().serve(listener, service));
+        let stream = treeloop::net::UnixStream::connect(&path).await.unwrap();
+        let mut client = client::handshake(stream).await.unwrap();
+        assert_eq!(
+            text(client.send(get("/")).await.unwrap()).await,
+            "hello world"
+        );
+        server.cancel();
+        shield(server).await.unwrap().unwrap()
+    });
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        summary,
+        Summary {
+            served: 1,
+            completed: 0,
+            drained: 1,
+            aborted: 0,
+            failed: 0
+        }
+    );
+}

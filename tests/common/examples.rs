@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The examples the tests run (built together, once).
-const EXAMPLES: [&str; 3] = ["echo_server", "graceful_shutdown", "http_server"];
+const EXAMPLES: [&str; 4] = ["echo_server", "graceful_shutdown", "http_server", "ws_echo"];
 
 /// The path of the built example `name`, building the examples first (once per test
 /// binary) into the target directory this test binary was built in, with its profile.

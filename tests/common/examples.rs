@@ -1,5 +1,5 @@
 //! Running the built examples as child processes, for the tests that check them against
-//! real clients (tests/examples.rs, tests/http_server.rs): build them once per test binary,
+//! real clients (tests/examples.rs, tests/http_server.rs, tests/ws_echo.rs): build them once per test binary,
 //! start one (under a descriptor limit if asked), read its output line by line as it comes,
 //! wait for a line, signal it, and kill it if a test fails halfway.
 //!

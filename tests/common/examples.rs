@@ -1,7 +1,7 @@
 //! Running the built examples as child processes, for the tests that check them against
-//! real clients (tests/examples.rs, tests/http_server.rs, tests/ws_echo.rs): build them once per test binary,
-//! start one (under a descriptor limit if asked), read its output line by line as it comes,
-//! wait for a line, signal it, and kill it if a test fails halfway.
+//! real clients (tests/examples.rs, tests/http_server.rs, tests/ws_echo.rs): build them
+//! once per test binary, start one (under a descriptor limit if asked), read its output line
+//! by line as it comes, wait for a line, signal it, and kill it if a test fails halfway.
 //!
 //! Every wait is for a line of output or a process exit, bounded by [`PATIENCE`]: nothing
 //! waits on the clock to let something happen.

@@ -130,6 +130,9 @@ start_server() {
     local runtime=$1
     SERVER_RUNTIME=$runtime
     SERVER_LOG=$WORK/server.$runtime.log
+    # Emptied here, not by the child's redirection: the wait below must not read the line of
+    # the previous server before the child has truncated the file.
+    : >"$SERVER_LOG"
     "${PIN_SERVER[@]}" "${WRAP[@]}" "$BIN" serve "$runtime" 0 >"$SERVER_LOG" 2>&1 </dev/null &
     SERVER_PID=$!
     local waited=0

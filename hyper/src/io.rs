@@ -18,8 +18,9 @@
 //! benches/README.md): for `GET /` the copy is 11 of about 9,000 instructions per request;
 //! for 16 KiB POST bodies it costs 3-9% of throughput. What cost more was the first cap of
 //! 8 KiB per read, three `recvfrom` calls per request where tokio makes one (0.85x tokio);
-//! with a 64 KiB cap it is 1.02x. Zero-copy would buy the last few percent for
-//! upload-heavy services only, and needs `unsafe`: not done.
+//! the cap is 64 KiB now (1.02x in a patched copy; 0.88x when re-measured in the tree, so
+//! the POST path has a cost left to find: benches/README.md). Zero-copy would buy a few
+//! percent for upload-heavy services only, and needs `unsafe`: not done.
 //!
 //! # Ground rules
 //!

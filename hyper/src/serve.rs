@@ -229,17 +229,21 @@ impl Server {
                     // Refused only once the region closed, which happens after this loop.
                     let _ = spawn_into.spawn(connection);
                 }
-                Err(err) => match Cancelled::from_io(&err) {
-                    Some(cancelled) => break (cancelled, None),
-                    None => {
-                        if let Err(err) = backoff.wait(err).await {
-                            let why = Cancelled::from_io(&err)
-                                .unwrap_or(Cancelled::new(CancelReason::Explicit));
-                            let fatal = Cancelled::from_io(&err).is_none().then_some(err);
-                            break (why, fatal);
-                        }
-                    }
-                },
+                Err(err) => {
+                    // A transient error is waited out; what is left is the cancellation
+                    // (of the accept, or of the backoff's wait) or a fatal error.
+                    let err = match Cancelled::from_io(&err) {
+                        Some(_) => err,
+                        None => match backoff.wait(err).await {
+                            Ok(()) => continue,
+                            Err(err) => err,
+                        },
+                    };
+                    break match Cancelled::from_io(&err) {
+                        Some(cancelled) => (cancelled, None),
+                        None => (Cancelled::new(CancelReason::Explicit), Some(err)),
+                    };
+                }
             }
         };
 
@@ -302,16 +306,13 @@ impl Server {
             },
         };
         let io = HyperIo::with_prefix(io, prefix);
-        let hook = |why: Cancelled| {
-            let _ = why;
-            drained.set(true);
-        };
         let grace = self.grace;
+        // The two connection types share no trait for `graceful_shutdown`: one drain each.
         let outcome = if http2 {
             let connection = self.http2.serve_connection(io, service);
             connection
-                .on_cancel(|connection, why| {
-                    hook(why);
+                .on_cancel(|connection, _| {
+                    drained.set(true);
                     connection.graceful_shutdown();
                 })
                 .grace(grace)
@@ -319,8 +320,8 @@ impl Server {
         } else {
             let connection = self.http1.serve_connection(io, service);
             connection
-                .on_cancel(|connection, why| {
-                    hook(why);
+                .on_cancel(|connection, _| {
+                    drained.set(true);
                     connection.graceful_shutdown();
                 })
                 .grace(grace)

@@ -100,8 +100,8 @@ where
     })
 }
 
-/// Cancels the whole tree of the running runtime with reason `Shutdown`: what Ctrl-C does
-/// under `Builder::shutdown_on_ctrl_c`, started from code (a shutdown command, a fatal
+/// Cancels the whole tree of the running runtime with reason `Shutdown`: what the first
+/// SIGINT or SIGTERM does under `Builder::shutdown_on_signal`, started from code (a shutdown command, a fatal
 /// condition, a test). Every task sees `Cancelled` at its next await point, runs its cleanup,
 /// and `block_on` returns once the tree has finished. Harmless twice.
 ///

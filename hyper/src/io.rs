@@ -15,12 +15,12 @@
 //! [`SCRATCH`].
 //!
 //! Measured with `benches/http/` (hyper on treeloop and on tokio under wrk, see
-//! benches/README.md): for `GET /` the copy is 11 of about 9,000 instructions per request;
-//! for 16 KiB POST bodies it costs 3-9% of throughput. What cost more was the first cap of
-//! 8 KiB per read, three `recvfrom` calls per request where tokio makes one (0.85x tokio);
-//! the cap is 64 KiB now (1.02x in a patched copy; 0.88x when re-measured in the tree, so
-//! the POST path has a cost left to find: benches/README.md). Zero-copy would buy a few
-//! percent for upload-heavy services only, and needs `unsafe`: not done.
+//! benches/README.md, "The read copy and the read size"): for `GET /` the copy is 11 of
+//! about 9,000 instructions per request; for 16 KiB POST bodies it is 4.3% of the server's
+//! CPU (perf), hidden in the noise of requests/s (1.02x and 1.14x tokio in two runs). What
+//! did cost was the first cap of 8 KiB per read: three `recvfrom` calls per 16 KiB request
+//! where tokio makes one, 0.79x-0.87x tokio; with [`SCRATCH`] at 64 KiB, one, as on tokio.
+//! Zero-copy would need `unsafe` for those 4%: not done.
 //!
 //! # Ground rules
 //!

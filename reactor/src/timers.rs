@@ -46,7 +46,8 @@ pub struct Turn {
     pub next_deadline: Option<Instant>,
     /// I/O readiness events received.
     pub io_events: usize,
-    /// SIGINTs received.
+    /// Deliveries of every watched signal this turn (the shutdown set, the dump signal,
+    /// `signal::unix` receivers), counted once per arrival.
     pub signals: u64,
     /// Dump signals (SIGUSR1) received, with `dump_on_signal`.
     pub dumps: u64,

@@ -65,7 +65,7 @@ pub use treeloop_executor::{
 };
 pub use treeloop_scope::{
     Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError,
-    ScopedJoinHandle, SpawnError, on_cancel, scope, supervisor,
+    ScopedJoinHandle, SpawnError, join, on_cancel, race, scope, supervisor, try_join,
 };
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
@@ -78,6 +78,12 @@ pub use treeloop_reactor::{Unblock, net, signal, sim, unblock};
 /// Testing under seeds: run a body under many interleavings, replay a failing one.
 pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
+}
+
+/// What [`race`], [`join`] and [`try_join`] take (tuples of up to 8 futures, arrays, `Vec`s),
+/// and the spawners their implementations use.
+pub mod branch {
+    pub use treeloop_scope::{Join, Race, Racers, Spawner, TryJoin, TrySpawner};
 }
 
 /// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `Mutex`, `Semaphore`.

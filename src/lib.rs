@@ -105,6 +105,8 @@ pub mod diag {
 
 /// Time on the runtime's clock (real, or virtual under [`Builder::start_paused`]).
 pub mod time {
-    pub use treeloop_reactor::time::{Advance, Instant, Sleep, Timer, advance, sleep, sleep_until};
+    pub use treeloop_reactor::time::{
+        Advance, Delay, Instant, Sleep, Timer, advance, delay, delay_until, sleep, sleep_until,
+    };
     pub use treeloop_scope::time::{Elapsed, Interval, Timeout, interval, timeout, timeout_at};
 }

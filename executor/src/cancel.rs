@@ -71,7 +71,59 @@ impl Cancelled {
     pub fn from_io(err: &io::Error) -> Option<Cancelled> {
         err.get_ref()?.downcast_ref::<Cancelled>().copied()
     }
+
+    /// The `Cancelled` anywhere in `err`'s chain of causes: `err` itself, an `io::Error`
+    /// wrapping one, or a cause of a cause, as when a third-party crate (hyper, a TLS
+    /// stream, a WebSocket) reports that the treeloop socket under it was cancelled.
+    ///
+    /// It looks inside an `io::Error` too, where `source()` alone would skip the wrapped
+    /// error. It follows at most 64 causes (a chain that loops ends there).
+    ///
+    /// ```
+    /// use std::{fmt, io};
+    /// use treeloop_executor::{CancelReason, Cancelled};
+    ///
+    /// // A protocol crate's error, caused by the socket's.
+    /// #[derive(Debug)]
+    /// struct ProtocolError(io::Error);
+    /// impl fmt::Display for ProtocolError {
+    ///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    ///         f.write_str("connection failed")
+    ///     }
+    /// }
+    /// impl std::error::Error for ProtocolError {
+    ///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+    ///         Some(&self.0)
+    ///     }
+    /// }
+    ///
+    /// let cancelled = Cancelled::new(CancelReason::Shutdown);
+    /// let err = ProtocolError(io::Error::from(cancelled));
+    /// assert_eq!(Cancelled::find(&err), Some(cancelled));
+    /// assert_eq!(Cancelled::find(&ProtocolError(io::Error::other("reset"))), None);
+    /// ```
+    pub fn find(err: &(dyn Error + 'static)) -> Option<Cancelled> {
+        let mut next = Some(err);
+        for _ in 0..MAX_CAUSES {
+            let current = next?;
+            if let Some(cancelled) = current.downcast_ref::<Cancelled>() {
+                return Some(*cancelled);
+            }
+            // `io::Error::source` is the wrapped error's source: look at the wrapped one.
+            next = match current
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
+                Some(wrapped) => Some(wrapped as &(dyn Error + 'static)),
+                None => current.source(),
+            };
+        }
+        None
+    }
 }
+
+/// How many causes [`Cancelled::find`] follows.
+const MAX_CAUSES: usize = 64;
 
 impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,6 +8,7 @@
 //!   payload included) in place for a later join (R6, R17).
 //! - Dropping the handle neither detaches nor cancels: the task stays its parent's child and
 //!   its parent still waits for it. Its panic, now unobservable, is reported to the runtime.
+//!   That is why the handle is not `#[must_use]`: dropping it is the fire-and-forget spawn.
 //! - The outcome can be taken once. Polling again after that is a bug in the caller and
 //!   panics saying so.
 
@@ -38,7 +39,24 @@ use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
 /// assert_eq!(handle.await.unwrap(), 42);
 /// # });
 /// ```
-#[must_use = "a JoinHandle does nothing unless awaited; dropping it does not cancel the task"]
+///
+/// **Fire and forget** is dropping the handle, and needs no `let _ =`: the task runs
+/// regardless (it was scheduled by `spawn`, not by the handle), stays a child of the task
+/// that spawned it, is cancelled with it, and is waited for by it (R2). So the handle is not
+/// `#[must_use]`: a statement `spawn(fut);` is neither a leak nor a lost task.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let ran = Rc::new(Cell::new(false));
+/// let flag = ran.clone();
+/// treeloop_executor::block_on(async move {
+///     treeloop_executor::spawn(async move { flag.set(true) }); // no handle kept
+/// });
+/// // block_on returned only after the detached child finished.
+/// assert!(ran.get());
+/// ```
 pub struct JoinHandle<T> {
     /// async-task's handle; `None` once the outcome was taken.
     task: Option<FallibleTask<Outcome<T>, Key>>,

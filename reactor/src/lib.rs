@@ -27,6 +27,6 @@ pub use timers::Turn;
 pub mod time {
     pub use crate::advance::{Advance, advance};
     pub use crate::clock::Instant;
-    pub use crate::sleep::{Sleep, sleep, sleep_until};
+    pub use crate::sleep::{Delay, Sleep, delay, delay_until, sleep, sleep_until};
     pub use crate::timer::Timer;
 }

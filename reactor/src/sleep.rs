@@ -86,3 +86,67 @@ impl Future for Sleep {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Waits until `duration` has passed, or until the region is cancelled: a sleep whose
+/// output is `()`, for APIs that take a `Future<Output = ()>` (a timer trait, a user API
+/// that takes a delay).
+///
+/// It ends at the deadline, or at once when its region is cancelled, so it never holds a
+/// cancelled task back; the cancellation itself is then reported by the task's next await
+/// point (cancellation is level-triggered, R6). Use [`sleep`] to hear it here.
+///
+/// ```
+/// use std::future::Future;
+/// use std::time::Duration;
+/// use treeloop::time::{delay, Instant};
+///
+/// fn after(wait: impl Future<Output = ()>) -> impl Future<Output = &'static str> {
+///     async move {
+///         wait.await;
+///         "done"
+///     }
+/// }
+///
+/// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let start = Instant::now();
+///     assert_eq!(after(delay(Duration::from_secs(3))).await, "done");
+///     assert_eq!(start.elapsed(), Duration::from_secs(3));
+/// });
+/// ```
+pub fn delay(duration: Duration) -> Delay {
+    Delay {
+        sleep: sleep(duration),
+    }
+}
+
+/// Waits until `deadline`, or until the region is cancelled; see [`delay`].
+pub fn delay_until(deadline: Instant) -> Delay {
+    Delay {
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// The future of [`delay`] and [`delay_until`]: a [`Sleep`] whose output is `()`.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Delay {
+    /// The sleep, whose cancellation is dropped.
+    sleep: Sleep,
+}
+
+impl Delay {
+    /// The deadline, once known (after the first poll, or from `delay_until`).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.sleep.deadline()
+    }
+}
+
+impl Future for Delay {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Cancelled, the sleep fails at once (spending budget like any completion): `()`.
+        Pin::new(&mut self.sleep).poll(cx).map(|_| ())
+    }
+}

@@ -9,12 +9,14 @@
 //! ignores the error in a loop still yields to the others.
 
 mod backoff;
+mod resolve;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use backoff::{AcceptBackoff, is_transient_accept_error};
+pub use resolve::ToSocketAddrs;
 pub use stream::{ReadHalf, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

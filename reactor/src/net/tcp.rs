@@ -4,10 +4,13 @@
 //! addresses (as the examples and tests do) to stay non-blocking.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+
+use treeloop_executor::Cancelled;
 
 use crate::io::slots::Direction;
 use crate::io::source::{IoSource, sockets_allowed};
+use crate::net::resolve::{ToSocketAddrs, each_addr, target_of};
 use crate::net::stream::impl_stream;
 
 /// A TCP socket listening for connections.
@@ -17,6 +20,9 @@ pub struct TcpListener(IoSource<mio::net::TcpListener>);
 impl TcpListener {
     /// Binds to the first address of `addr` that works (`SO_REUSEADDR` is set, so a
     /// restarted server can rebind at once). Must be called inside a treeloop runtime.
+    ///
+    /// `addr` is any [`ToSocketAddrs`]; a host name (`"localhost:8080"`) is resolved right
+    /// here, blocking (binding happens once, at start-up; use an address to avoid it).
     ///
     /// An address in use is `io::ErrorKind::AddrInUse`.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
@@ -56,13 +62,42 @@ pub struct TcpStream(IoSource<mio::net::TcpStream>);
 impl_stream!(TcpStream);
 
 impl TcpStream {
-    /// Connects to `addr`. In a cancelled region it fails before sending anything; cancelled
-    /// while the handshake is under way, it abandons the attempt (the socket is closed).
-    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        // An await point: a cancelled connect must not even send its SYN (R7); and no
-        // socket is made where it could not be registered.
+    /// Connects to `addr`: a `SocketAddr`, `"127.0.0.1:8080"`, `("localhost", 8080)`, a list
+    /// of addresses, … (see [`ToSocketAddrs`]). A host name is resolved on the blocking
+    /// pool, never on the loop; each address it gives is tried in turn, and the last error
+    /// is returned if none answers.
+    ///
+    /// In a cancelled region it fails before resolving or sending anything; cancelled while
+    /// a lookup or a handshake is under way, it abandons the attempt (the socket is closed).
+    ///
+    /// ```
+    /// # treeloop::block_on(async {
+    /// use treeloop::net::{TcpListener, TcpStream};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// let stream = TcpStream::connect(("localhost", port)).await.unwrap();
+    /// assert_eq!(stream.peer_addr().unwrap().port(), port);
+    /// # });
+    /// ```
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        // An await point: a cancelled connect must not even resolve a name or send its SYN
+        // (R7); and no socket is made where it could not be registered.
         super::not_cancelled().await?;
         sockets_allowed()?;
+        let mut last_error = None;
+        for addr in target_of(addr).resolve().await? {
+            match TcpStream::connect_addr(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) if Cancelled::from_io(&err).is_some() => return Err(err),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.expect("resolve returns at least one address"))
+    }
+
+    /// Connects to one address.
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let stream = TcpStream(IoSource::new(mio::net::TcpStream::connect(addr)?)?);
         // Writable means the handshake ended; `take_error` says how.
         stream
@@ -109,24 +144,4 @@ impl TcpStream {
     pub fn nodelay(&self) -> io::Result<bool> {
         self.0.get_ref().nodelay()
     }
-}
-
-/// Tries `f` on each address `addr` resolves to; the last error if none works.
-pub(crate) fn each_addr<T>(
-    addr: impl ToSocketAddrs,
-    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut last = None;
-    for addr in addr.to_socket_addrs()? {
-        match f(addr) {
-            Ok(done) => return Ok(done),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no address to bind or connect to",
-        )
-    }))
 }

@@ -2,11 +2,11 @@
 //! queue; a cancelled `send` sends nothing.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use crate::io::slots::Direction;
 use crate::io::source::{IoSource, sockets_allowed};
-use crate::net::tcp::each_addr;
+use crate::net::resolve::{ToSocketAddrs, each_addr};
 
 /// A UDP socket.
 #[derive(Debug)]

@@ -49,6 +49,9 @@
 //! spawn locations); [`Builder::stall_watchdog`] names the tasks of a cancelled subtree that
 //! make no progress and why, [`Builder::slow_poll_threshold`] the polls that block the loop.
 //! Reports arrive as [`diag::Report`] values at [`Builder::report_sink`] (stderr by default).
+//!
+//! **Write less.** `#[treeloop::main]` runs an `async fn main` and `#[treeloop::test]` an async
+//! test body, with `Builder` options as arguments ([`main`](macro@main), [`test`](macro@test)).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -63,6 +66,7 @@ pub use treeloop_executor::{
     Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here, checkpoint, dump,
     shield, shutdown, spawn, yield_now,
 };
+pub use treeloop_macros::{main, test};
 pub use treeloop_scope::{
     Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError,
     ScopedJoinHandle, SpawnError, join, on_cancel, race, scope, supervisor, try_join,

@@ -1,7 +1,8 @@
 //! Running the built examples as child processes, for the tests that check them against
-//! real clients (tests/examples.rs, tests/http_server.rs, tests/ws_echo.rs): build them
-//! once per test binary, start one (under a descriptor limit if asked), read its output line
-//! by line as it comes, wait for a line, signal it, and kill it if a test fails halfway.
+//! real clients (tests/examples.rs, tests/http_server.rs, tests/ws_echo.rs, tests/macros.rs):
+//! build them once per test binary, start one (under a descriptor limit if asked), read its
+//! output line by line as it comes, wait for a line, signal it, and kill it if a test fails
+//! halfway.
 //!
 //! Every wait is for a line of output or a process exit, bounded by [`PATIENCE`]: nothing
 //! waits on the clock to let something happen.
@@ -21,7 +22,13 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The examples the tests run (built together, once).
-const EXAMPLES: [&str; 4] = ["echo_server", "graceful_shutdown", "http_server", "ws_echo"];
+const EXAMPLES: [&str; 5] = [
+    "echo_server",
+    "graceful_shutdown",
+    "http_server",
+    "macro_main",
+    "ws_echo",
+];
 
 /// The path of the built example `name`, building the examples first (once per test
 /// binary) into the target directory this test binary was built in, with its profile.

@@ -37,6 +37,11 @@ use treeloop_executor::Strategy;
 use crate::runtime::{Builder, seed_from_env};
 
 /// What a checked test body may return: `()`, or a `Result` whose `Err` is a failure.
+#[diagnostic::on_unimplemented(
+    message = "a checked test body returns `{Self}`; it must return `()` or `Result<(), E>` with `E: Debug`",
+    label = "this body's output",
+    note = "return `()`, or `Result<(), E>` so that `Err` fails the seed; assert on values inside the body"
+)]
 pub trait CheckOutcome {
     /// `Err(description)` for a failure.
     fn into_failure(self) -> Result<(), String>;

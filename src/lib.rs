@@ -50,6 +50,10 @@
 //! make no progress and why, [`Builder::slow_poll_threshold`] the polls that block the loop.
 //! Reports arrive as [`diag::Report`] values at [`Builder::report_sink`] (stderr by default).
 //!
+//! **Child processes.** [`process::Command::spawn`] makes a child process a node of the tree:
+//! cancelling its owner sends SIGTERM, then SIGKILL after a grace period, and the owner's
+//! cancellation completes once the process was reaped.
+//!
 //! **Write less.** `#[treeloop::main]` runs an `async fn main` and `#[treeloop::test]` an async
 //! test body, with `Builder` options as arguments ([`main`](macro@main), [`test`](macro@test)).
 #![forbid(unsafe_code)]
@@ -77,7 +81,7 @@ pub use treeloop_scope::{
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use treeloop_reactor::{Unblock, net, signal, sim, unblock};
+pub use treeloop_reactor::{Unblock, net, process, signal, sim, unblock};
 
 /// Testing under seeds: run a body under many interleavings, replay a failing one.
 pub mod test {

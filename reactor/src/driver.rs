@@ -270,10 +270,14 @@ impl Reactor {
         //    cross-thread waker, which the executor checks on its own: skip the syscall.
         let mut io_events = 0;
         let mut signal_event = false;
+        // An interrupted wait (EINTR: a signal handler ran, or the process was stopped and
+        // continued) ended early, as did one a signal's arrival woke: neither says that the
+        // deadline's time has really passed.
+        let mut interrupted = false;
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => interrupted = true,
                 Err(err) => return Err(err),
             }
             let mut slots = self.core.io.borrow_mut();
@@ -297,7 +301,7 @@ impl Reactor {
         // Virtual time with live sockets never runs ahead of the network: it moves to the
         // next deadline only after really waiting that long with nothing happening.
         if let (ParkMode::Wait, Some(deadline), ClockMode::Paused) = (mode, next, clock.mode()) {
-            if io_sources > 0 && io_events == 0 {
+            if io_sources > 0 && io_events == 0 && !interrupted && !signal_event {
                 clock.advance_to(deadline);
             }
         }

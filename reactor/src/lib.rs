@@ -13,6 +13,7 @@ mod clock;
 mod driver;
 mod io;
 pub mod net;
+pub mod process;
 pub mod signal;
 pub mod sim;
 mod sleep;

@@ -88,10 +88,10 @@ pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
 }
 
-/// What [`race`], [`join`] and [`try_join`] take (tuples of up to 8 futures, arrays, `Vec`s),
-/// and the spawners their implementations use.
+/// What [`race`], [`join`] and [`try_join`] take: tuples of up to 8 futures, arrays, `Vec`s
+/// (sealed traits, for reading signatures).
 pub mod branch {
-    pub use treeloop_scope::{Join, Race, Racers, Spawner, TryJoin, TrySpawner};
+    pub use treeloop_scope::{Join, Race, TryJoin};
 }
 
 /// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `Mutex`, `Semaphore`.

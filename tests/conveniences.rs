@@ -88,7 +88,7 @@ fn connect_takes_strings_pairs_and_lists_and_tries_each_address() {
 }
 
 #[test]
-fn a_cancelled_connect_neither_resolves_nor_connects() {
+fn a_connect_in_a_cancelled_region_sends_nothing() {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let port = std_listener.local_addr().unwrap().port();
@@ -170,6 +170,21 @@ fn cancelled_is_found_anywhere_in_a_chain_of_causes() {
         Cancelled::find(&io::Error::from(io::ErrorKind::BrokenPipe)),
         None
     );
+
+    // A chain that loops (a buggy `source`) ends the search instead of hanging it.
+    #[derive(Debug)]
+    struct Looping;
+    impl fmt::Display for Looping {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("looping")
+        }
+    }
+    impl Error for Looping {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&Looping)
+        }
+    }
+    assert_eq!(Cancelled::find(&Looping), None);
 }
 
 #[test]

@@ -470,10 +470,10 @@ fn try_join_cancelled_from_outside_reports_the_reason() {
 }
 
 #[test]
-fn try_join_reports_a_branch_that_returned_only_a_cancellation_of_its_own() {
-    // The branch passes on the cancellation of a task *it* cancelled, not of the join: there
-    // is no real error and no value either, so the join says it was cancelled, with that
-    // reason, once the other branch finished too.
+fn try_join_stops_the_siblings_at_a_branch_that_returns_only_a_cancellation() {
+    // The branch passes on the cancellation of a task *it* cancelled, not of the join: no
+    // real error, and no value either. Any `Err` ends a try_join, so the 20 ms sibling is
+    // cancelled, and the join reports the branch's cancellation at once.
     let result = paused().block_on(async {
         let start = Instant::now();
         let result = try_join((
@@ -494,5 +494,85 @@ fn try_join_reports_a_branch_that_returned_only_a_cancellation_of_its_own() {
             ms_since(start),
         )
     });
-    assert_eq!(result, (Err(CancelReason::Explicit), 20));
+    assert_eq!(result, (Err(CancelReason::Explicit), 0));
+}
+
+#[test]
+fn try_join_keeps_values_that_were_returned_before_an_enclosing_cancel_reached_them() {
+    let outcome = paused().block_on(async {
+        let task = spawn(async {
+            let values = try_join((
+                async {
+                    // Work that completes inside a shield: done, whatever comes.
+                    shield(sleep(ms(20))).await?;
+                    Ok::<_, io::Error>("committed")
+                },
+                async { Ok(2) },
+            ))
+            .await;
+            (
+                values.map_err(|e| e.to_string()),
+                yield_now().await.is_err(),
+            )
+        });
+        sleep(ms(10)).await.unwrap();
+        task.cancel();
+        task.await.unwrap()
+    });
+    // The values, and the cancellation at the caller's next await point.
+    assert_eq!(outcome, (Ok(("committed", 2)), true));
+}
+
+/// A runtime whose watchdog aborts, 2 s after a cancellation, what ignores it.
+fn with_grace() -> treeloop::Runtime {
+    treeloop::Builder::new()
+        .start_paused(true)
+        .stall_watchdog(ms(1_000))
+        .stall_grace(ms(2_000))
+        .report_sink(|_| {})
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_join_whose_branch_was_aborted_panics_naming_the_branch() {
+    let polls = Rc::new(Cell::new(0));
+    let err = with_grace().block_on({
+        let polls = polls.clone();
+        async move {
+            let task = spawn(join((sleep(ms(10)), common::Forever(polls))));
+            sleep(ms(1)).await.unwrap();
+            task.cancel();
+            task.await.unwrap_err()
+        }
+    });
+    assert!(err.is_panic(), "{err:?}");
+    let text = message(err.into_panic().as_ref());
+    assert!(
+        text.starts_with("treeloop::join: branch 2 of 2 has no output: it was aborted"),
+        "{text}"
+    );
+    assert!(text.contains("or_cancel()"), "{text}");
+}
+
+#[test]
+fn a_race_whose_every_branch_was_aborted_panics_saying_so() {
+    let polls = Rc::new(Cell::new(0));
+    let err = with_grace().block_on({
+        let polls = polls.clone();
+        async move {
+            let task = spawn(race([
+                common::Forever(polls.clone()),
+                common::Forever(polls),
+            ]));
+            sleep(ms(1)).await.unwrap();
+            task.cancel();
+            task.await.unwrap_err()
+        }
+    });
+    let text = message(err.into_panic().as_ref());
+    assert!(
+        text.starts_with("treeloop::race: no branch returned: every branch was aborted"),
+        "{text}"
+    );
 }

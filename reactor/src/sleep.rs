@@ -88,12 +88,18 @@ impl Future for Sleep {
 }
 
 /// Waits until `duration` has passed, or until the region is cancelled: a sleep whose
-/// output is `()`, for APIs that take a `Future<Output = ()>` (a timer trait, a user API
-/// that takes a delay).
+/// output is `()`, for a user API that takes a delay as a `Future<Output = ()>` (a retry
+/// helper, a rate limiter).
 ///
-/// It ends at the deadline, or at once when its region is cancelled, so it never holds a
-/// cancelled task back; the cancellation itself is then reported by the task's next await
-/// point (cancellation is level-triggered, R6). Use [`sleep`] to hear it here.
+/// It ends at the deadline, or at once when its region is cancelled, so the code after it
+/// gets to its next await point without waiting, and that await point reports the
+/// cancellation (level-triggered, R6). Use [`sleep`] to hear it here, and always in a loop:
+/// `loop { tick(); delay(d).await }` has no other await point, so once cancelled it spins
+/// (the per-poll budget keeps the other tasks running, and the stall watchdog names it as
+/// ignoring its cancellation); `sleep(d).await?` ends it.
+///
+/// Protocol timers that must keep time while their connection drains (hyper's `Timer`)
+/// want the opposite, no cancellation at all: [`Timer`](crate::time::Timer).
 ///
 /// ```
 /// use std::future::Future;

@@ -85,6 +85,14 @@ fn downcast_cancelled(err: &(dyn Error + 'static)) -> Option<Cancelled> {
     err.downcast_ref::<io::Error>().and_then(Cancelled::from_io)
 }
 
+/// For `?` in a function returning `io::Result`: the first failure, or the cancellation as
+/// an `io::Error` (see [`ScopeError::into_first`]; the later failures are dropped).
+impl From<ScopeError<io::Error>> for io::Error {
+    fn from(err: ScopeError<io::Error>) -> io::Error {
+        err.into_first()
+    }
+}
+
 /// Why a scope did not return its body's value.
 #[derive(Debug)]
 pub enum ScopeError<E> {

@@ -6,10 +6,16 @@
 //!   cancels the others and is re-raised once they have finished their cleanup. Cancelled
 //!   from outside, every branch sees it and returns what it returns (typically its own
 //!   `Err(Cancelled)`): nothing is lost, since each output is there.
-//! - **`try_join`** takes branches returning `Result<_, E>`: the first real error cancels the
-//!   others (fail-fast, as in a scope), and the result is `Err(ScopeError::Failed)` with every
-//!   real error, first one first; cancelled from outside, `Err(ScopeError::Cancelled)` with
-//!   the reason. `Ok` holds every value, in order, only if every branch returned `Ok`.
+//! - **`try_join`** takes branches returning `Result<_, E>`: the first `Err` cancels the
+//!   others (fail-fast, as in a scope). Real errors give `Err(ScopeError::Failed)` with every
+//!   one of them, first one first; a branch's `Err` that is only a cancellation (of a task
+//!   it cancelled itself, say) gives `Err(ScopeError::Cancelled)` with its reason, as does a
+//!   cancel from outside that cut a branch short. `Ok` holds every value, in order, when
+//!   every branch returned `Ok` — even if a cancel from outside came meanwhile: values are
+//!   work done, never thrown away (the caller's next await point reports that cancel, R6).
+//! - A branch *aborted* before it returned (the stall watchdog's grace period aborts the
+//!   tasks of a cancelled subtree that ignore their cancellation) has no output: `join` and
+//!   `race` then panic saying so, naming the branch; `try_join` reports the cancellation.
 //!
 //! Unlike `futures::join!`, the branches are tasks: they run concurrently with each other
 //! *and* get their own nodes in the tree (a dump shows them; a watchdog names them), and the
@@ -59,8 +65,9 @@ use crate::scope::{Scope, scope};
 ///
 /// # Panics
 ///
-/// Re-raises a branch's panic, after every other branch has finished. Outside a treeloop
-/// runtime, when awaited.
+/// Re-raises a branch's panic, after every other branch has finished. When a branch was
+/// aborted before it returned (see the module docs), there is no output to return: the
+/// panic names the branch. Outside a treeloop runtime, when awaited.
 #[track_caller]
 pub fn join<J: Join>(branches: J) -> impl Future<Output = J::Output> {
     let location = Location::caller();
@@ -134,13 +141,21 @@ where
         Ok(())
     });
     async move {
-        scope.await?;
+        let cancelled = match scope.await {
+            Ok(_) => None,
+            // Cancelled from outside after every branch returned `Ok` (or before they could
+            // see it): the values are real work, and are returned; the caller's next await
+            // point reports the cancellation (R6), as for `race`.
+            Err(ScopeError::Cancelled(cancelled)) => Some(cancelled),
+            Err(failed) => return Err(failed),
+        };
         match J::take(slots) {
             Some(values) => Ok(values),
-            None => Err(ScopeError::Cancelled(stray.get().expect(
-                "a try_join branch without a value returned an error, and the scope reported \
-                 every real one",
-            ))),
+            None => Err(ScopeError::Cancelled(
+                cancelled.or(stray.get()).unwrap_or_else(|| {
+                    panic!("treeloop::try_join: a branch has no value: {ABORTED}")
+                }),
+            )),
         }
     }
 }
@@ -193,6 +208,7 @@ impl<E: Cancellation + 'static> TrySpawner<E> {
     {
         let name = branch_name("try_join", index, self.count, self.location);
         let stray = self.stray.clone();
+        let scope = self.scope.clone();
         self.scope
             .spawn_named(name, async move {
                 match branch.await {
@@ -201,8 +217,13 @@ impl<E: Cancellation + 'static> TrySpawner<E> {
                         Ok(())
                     }
                     Err(error) => {
+                        // Only a cancellation, so not a failure of the scope: but any `Err`
+                        // ends a try_join, so stop the siblings (the first one is kept).
                         if let Some(cancelled) = error.as_cancelled() {
-                            stray.set(Some(cancelled));
+                            if stray.get().is_none() {
+                                stray.set(Some(cancelled));
+                            }
+                            scope.cancel();
                         }
                         Err(error)
                     }
@@ -217,8 +238,9 @@ fn branch_name(what: &str, index: usize, count: usize, location: &Location<'_>) 
     format!("{what} branch {} of {count} ({location})", index + 1)
 }
 
-/// What [`join`] takes: a tuple of futures, an array or a `Vec`.
-pub trait Join: 'static {
+/// What [`join`] takes: a tuple of up to 8 futures, an array or a `Vec`. Sealed: its
+/// methods are how `join` spawns the branches and collects their outputs.
+pub trait Join: sealed::Sealed + 'static {
     /// The outputs, in order: a tuple, an array or a `Vec`.
     type Output;
     /// Where the outputs land, one slot per branch.
@@ -236,8 +258,9 @@ pub trait Join: 'static {
     fn take(slots: Self::Slots) -> Self::Output;
 }
 
-/// What [`try_join`] takes: a tuple of futures returning `Result<_, E>`, an array or a `Vec`.
-pub trait TryJoin<E>: 'static {
+/// What [`try_join`] takes: a tuple of up to 8 futures returning `Result<_, E>`, or a `Vec`.
+/// Sealed, like [`Join`].
+pub trait TryJoin<E>: sealed::Sealed + 'static {
     /// The `Ok` values, in order: a tuple, an array or a `Vec`.
     type Values;
     /// Where the values land, one slot per branch.
@@ -258,10 +281,33 @@ pub trait TryJoin<E>: 'static {
 /// One slot per branch.
 type Slot<T> = Rc<Cell<Option<T>>>;
 
-const FILLED: &str = "every branch of a join has returned once its scope is done";
+/// Why a finished join can lack a branch's output: the only way a branch ends without
+/// returning.
+const ABORTED: &str = "it was aborted before it returned (by the stall watchdog's grace period, \
+     or a runtime torn down mid-way), so there is no output to return; a branch that ignores \
+     cancellation is the usual cause: make it answer `Cancelled`, or wrap it in `or_cancel()`";
+
+/// The output of branch `index`, or the panic that says it was aborted.
+fn output<T>(slot: &Slot<T>, index: usize, count: usize) -> T {
+    slot.take().unwrap_or_else(|| {
+        panic!(
+            "treeloop::join: branch {} of {count} has no output: {ABORTED}",
+            index + 1
+        )
+    })
+}
+
+mod sealed {
+    /// Seals [`Join`](super::Join) and [`TryJoin`](super::TryJoin).
+    pub trait Sealed {}
+    impl<F> Sealed for Vec<F> {}
+    impl<F, const N: usize> Sealed for [F; N] {}
+}
 
 macro_rules! join_tuple {
     ($count:expr; $($branch:ident $value:ident $index:tt),+) => {
+        impl<$($branch),+> sealed::Sealed for ($($branch,)+) {}
+
         impl<$($branch),+> Join for ($($branch,)+)
         where
             $($branch: Future + 'static, $branch::Output: 'static,)+
@@ -286,7 +332,7 @@ macro_rules! join_tuple {
             }
 
             fn take(slots: Self::Slots) -> Self::Output {
-                ($(slots.$index.take().expect(FILLED),)+)
+                ($(output(&slots.$index, $index, $count),)+)
             }
         }
 
@@ -357,9 +403,10 @@ where
     }
 
     fn take(slots: Self::Slots) -> Self::Output {
-        slots
-            .iter()
-            .map(|slot| slot.take().expect(FILLED))
+        let count = slots.len();
+        let taken = slots.iter().enumerate();
+        taken
+            .map(|(index, slot)| output(slot, index, count))
             .collect()
     }
 }
@@ -391,7 +438,11 @@ where
     }
 
     fn take(slots: Self::Slots) -> Self::Output {
-        slots.map(|slot| slot.take().expect(FILLED))
+        let mut index = 0;
+        slots.map(|slot| {
+            index += 1;
+            output(&slot, index - 1, N)
+        })
     }
 }
 

@@ -172,7 +172,7 @@ impl std::error::Error for MemberError {}
 /// A handle to a scope member: await its value, cancel or abort it.
 ///
 /// Dropping it neither detaches nor cancels the member; the scope waits for it regardless.
-/// So, unlike `JoinHandle`, it is not `#[must_use]`: spawning and forgetting is the common
+/// So, like `JoinHandle`, it is not `#[must_use]`: spawning and forgetting is the common
 /// way to use a scope.
 pub struct ScopedJoinHandle<R> {
     /// The member task.

@@ -17,9 +17,10 @@
 //!   like any other (as in `select!`). Ties go to the branch polled first (in spawn order
 //!   under FIFO scheduling; a seeded run may pick either).
 //! - **Nothing is returned before every loser has finished its cleanup** (R4), and a loser's
-//!   output is dropped. A winner's output is never lost: it is returned even if the
-//!   enclosing region is cancelled while the losers clean up (the caller's next await point
-//!   reports that cancellation, R6).
+//!   output is dropped. A winner's output is never lost to an enclosing cancel: it is
+//!   returned even if the enclosing region is cancelled while the losers clean up (the
+//!   caller's next await point reports that cancellation, R6). A loser's panic does win
+//!   over it (next rule), and dropping the race future drops it.
 //! - **Cancelled from outside**, every branch sees the cancellation; the first of them to
 //!   return (typically with its own `Err(Cancelled)`) is the winner, so the output says what
 //!   happened in the branch's own words.
@@ -72,7 +73,10 @@ use crate::scope::{Scope, scope};
 ///
 /// # Panics
 ///
-/// With no branches (an empty `Vec`): a race nobody runs never ends. Outside a treeloop
+/// With no branches (an empty `Vec`): a race nobody runs never ends. Re-raises a branch's
+/// panic, after every other branch has finished. When every branch was aborted before it
+/// returned (the stall watchdog's grace period does that to tasks that ignore their
+/// cancellation), there is nothing to return: the panic says so. Outside a treeloop
 /// runtime, when awaited.
 #[track_caller]
 pub fn race<R: Race>(branches: R) -> impl Future<Output = R::Output> {
@@ -98,14 +102,21 @@ pub fn race<R: Race>(branches: R) -> impl Future<Output = R::Output> {
         // Members only return `Ok`, so the scope fails only by panicking (re-raised here)
         // or reports a cancellation, which a branch has answered with its own output.
         let _ = scope.await;
-        winner
-            .take()
-            .expect("a race returns once its first branch has returned")
+        winner.take().unwrap_or_else(|| {
+            panic!(
+                "treeloop::race: no branch returned: every branch was aborted before it \
+                 returned (by the stall watchdog's grace period, or a runtime torn down \
+                 mid-way); a branch that ignores cancellation is the usual cause: make it \
+                 answer `Cancelled`, or wrap it in `or_cancel()`"
+            )
+        })
     }
 }
 
-/// What [`race`] takes: a tuple of futures with one output type, an array or a `Vec`.
-pub trait Race: 'static {
+/// What [`race`] takes: a tuple of up to 8 futures with one output type, an array or a
+/// `Vec`. Sealed: its methods are how `race` spawns the branches, nothing to call or
+/// implement.
+pub trait Race: sealed::Sealed + 'static {
     /// What every branch returns, and so the race.
     type Output: 'static;
 
@@ -165,8 +176,17 @@ fn has_value<T>(cell: &Cell<Option<T>>) -> bool {
     present
 }
 
+mod sealed {
+    /// Seals [`Race`](super::Race).
+    pub trait Sealed {}
+    impl<F> Sealed for Vec<F> {}
+    impl<F, const N: usize> Sealed for [F; N] {}
+}
+
 macro_rules! race_tuple {
     ($count:expr; $($branch:ident $index:tt),+) => {
+        impl<$($branch),+> sealed::Sealed for ($($branch,)+) {}
+
         impl<T: 'static, $($branch),+> Race for ($($branch,)+)
         where
             $($branch: Future<Output = T> + 'static,)+

@@ -1,7 +1,8 @@
 //! `#[treeloop::main]`: an `async fn main` with graceful shutdown, in one attribute.
 //!
 //! A worker does 100 ms jobs until the tree is cancelled, then flushes inside a `shield`.
-//! `main` serves until SIGINT or SIGTERM (`shutdown_on_signal = true`), waits for the
+//! `main` serves until SIGINT or SIGTERM (`shutdown_on_signals = true`, or in the singular
+//! as the `Builder` method is named), waits for the
 //! worker's cleanup, and exits 0. Without the option, the signal would end the process at
 //! once, flush or not. The attribute stands for
 //! `Builder::new().shutdown_on_signal(true).build()?.block_on(main())`.
@@ -14,7 +15,7 @@ use std::time::Duration;
 use treeloop::time::sleep;
 use treeloop::{Cancelled, shield, spawn};
 
-#[treeloop::main(shutdown_on_signal = true)]
+#[treeloop::main(shutdown_on_signals = true)]
 async fn main() -> ExitCode {
     let worker = spawn(async {
         let mut jobs = 0;

@@ -11,7 +11,7 @@
 //! - **Return types and attributes pass through**: `Result` bodies with `?`, an `Err` under
 //!   seeds, `#[should_panic]`, `#[ignore]`, a `#[treeloop::main]` fn not named `main`, and
 //!   `treeloop::test::check` next to the `test` attribute of the same name.
-//! - **`examples/macro_main.rs`** (`#[treeloop::main(shutdown_on_signal = true)]`): SIGINT
+//! - **`examples/macro_main.rs`** (`#[treeloop::main(shutdown_on_signals = true)]`): SIGINT
 //!   and SIGTERM each cancel it; its worker flushes and it exits 0.
 //!
 //! The seeded bodies count their runs in thread-locals: a body runs on the thread that calls

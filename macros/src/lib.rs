@@ -86,7 +86,7 @@ use crate::options::Macro;
 ///
 /// | option | value | |
 /// |---|---|---|
-/// | `shutdown_on_signal` | bool | SIGINT and SIGTERM cancel the root |
+/// | `shutdown_on_signal` (or `shutdown_on_signals`) | bool | SIGINT and SIGTERM cancel the root |
 /// | `shutdown_on_ctrl_c` | bool | SIGINT alone cancels the root |
 /// | `shutdown_signals` | `[SIGINT, SIGTERM, SIGQUIT, ...]` | exactly these signals do |
 /// | `dump_on_signal` | bool | SIGUSR1 prints the task tree |

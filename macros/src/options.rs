@@ -67,9 +67,11 @@ impl Accepted {
 
 /// One known option.
 struct Known {
-    /// The name written in the attribute, which is also the `Builder` method it calls
-    /// (except `seeds`, which picks `test::check_with`).
+    /// The name written in the attribute.
     name: &'static str,
+    /// The `Builder` method it calls: its name, but for aliases (and `seeds`, which picks
+    /// `test::check_with` instead).
+    method: &'static str,
     /// What value it takes.
     kind: Kind,
     /// Which macro takes it.
@@ -83,6 +85,13 @@ const KNOWN: &[Known] = &[
     known("seed", Kind::Seed, Accepted::Both),
     known("strategy", Kind::Strategy, Accepted::Both),
     known("shutdown_on_signal", Kind::Bool, Accepted::MainOnly),
+    // The plural reads as naturally ("shut down on signals"): the same option.
+    alias(
+        "shutdown_on_signals",
+        "shutdown_on_signal",
+        Kind::Bool,
+        Accepted::MainOnly,
+    ),
     known("shutdown_on_ctrl_c", Kind::Bool, Accepted::MainOnly),
     known("shutdown_signals", Kind::Signals, Accepted::MainOnly),
     known("dump_on_signal", Kind::Bool, Accepted::MainOnly),
@@ -96,8 +105,14 @@ const KNOWN: &[Known] = &[
 
 /// A row of [`KNOWN`].
 const fn known(name: &'static str, kind: Kind, accepted: Accepted) -> Known {
+    alias(name, name, kind, accepted)
+}
+
+/// A row of [`KNOWN`] whose name is another name for `method`.
+const fn alias(name: &'static str, method: &'static str, kind: Kind, accepted: Accepted) -> Known {
     Known {
         name,
+        method,
         kind,
         accepted,
     }
@@ -204,6 +219,7 @@ impl Options {
         }
         let shutdown: Vec<&Given> = [
             "shutdown_on_signal",
+            "shutdown_on_signals",
             "shutdown_on_ctrl_c",
             "shutdown_signals",
         ]
@@ -233,7 +249,7 @@ impl Options {
             if given.known.name == "seeds" {
                 continue;
             }
-            let method = syn::Ident::new(given.known.name, given.name.span());
+            let method = syn::Ident::new(given.known.method, given.name.span());
             let value = given.value.to_tokens();
             calls.extend(quote!(.#method(#value)));
         }

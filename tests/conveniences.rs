@@ -214,3 +214,40 @@ fn cancelled_is_found_in_what_a_cancelled_socket_gives_a_wrapping_crate() {
         Some(CancelReason::Explicit)
     );
 }
+
+#[test]
+fn a_join_error_converts_into_io_error_so_that_double_question_marks_work() {
+    async fn run() -> io::Result<u32> {
+        let ok = spawn(async { Ok::<_, io::Error>(7) }).await??;
+        spawn(async { Err::<u32, _>(io::Error::other("refused")) }).await??;
+        Ok(ok)
+    }
+    let err = block_on(run()).unwrap_err();
+    assert_eq!(err.to_string(), "refused");
+
+    // A panic: kind Other, the JoinError (and its payload) inside.
+    let err = block_on(async {
+        let handle = spawn(async { panic!("boom") });
+        io::Error::from(handle.await.map(|()| ()).unwrap_err())
+    });
+    assert_eq!(err.kind(), io::ErrorKind::Other);
+    let join = err
+        .into_inner()
+        .unwrap()
+        .downcast::<treeloop::JoinError>()
+        .unwrap();
+    assert!(join.is_panic());
+    assert_eq!(common::message(join.into_panic().as_ref()), "boom");
+
+    // An interrupted join: the cancellation itself.
+    let err = paused().block_on(async {
+        let sleeper = spawn(sleep(ms(100)));
+        let waiter = spawn(async move { io::Error::from(sleeper.await.unwrap_err()) });
+        waiter.cancel();
+        waiter.await.unwrap()
+    });
+    assert_eq!(
+        Cancelled::from_io(&err).map(|c| c.reason()),
+        Some(CancelReason::Explicit)
+    );
+}

@@ -349,6 +349,20 @@ impl fmt::Debug for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// So that `handle.await??` works in a function returning `io::Result`. An interrupted join
+/// becomes the cancellation's own `io::Error` (`Cancelled::from_io` recognises it, and a
+/// scope filters it out like any cancellation); a panic or an abort becomes an `io::Error`
+/// of kind `Other` wrapping the `JoinError` (`into_inner` and a downcast give it back, the
+/// panic payload with it).
+impl From<JoinError> for std::io::Error {
+    fn from(err: JoinError) -> std::io::Error {
+        match err.repr {
+            Repr::Cancelled(cancelled) => cancelled.into(),
+            _ => std::io::Error::other(err),
+        }
+    }
+}
+
 /// The payload, even if a panic while it was locked poisoned the mutex.
 fn lock(payload: &Mutex<Payload>) -> std::sync::MutexGuard<'_, Payload> {
     payload

@@ -228,7 +228,7 @@ fn a_join_error_converts_into_io_error_so_that_double_question_marks_work() {
     // A panic: kind Other, the JoinError (and its payload) inside.
     let err = block_on(async {
         let handle = spawn(async { panic!("boom") });
-        io::Error::from(handle.await.map(|()| ()).unwrap_err())
+        io::Error::from(handle.await.unwrap_err())
     });
     assert_eq!(err.kind(), io::ErrorKind::Other);
     let join = err

@@ -445,3 +445,31 @@ fn spawn_outside_a_runtime_is_an_error_naming_block_on() {
     let err = Command::new("true").spawn().expect_err("outside a runtime");
     assert!(err.to_string().contains("treeloop::block_on"), "{err}");
 }
+
+#[test]
+fn a_command_in_a_cancelled_region_starts_nothing_and_a_shielded_one_runs() {
+    let marker = std::env::temp_dir().join(format!("treeloop-cancelled-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let (refused, shielded) = block_on({
+        let marker = marker.clone();
+        async move {
+            let task = spawn(async move {
+                let touch = format!("touch '{}'", marker.display());
+                let refused = Command::new("sh").arg("-c").arg(&touch).status().await;
+                let shielded =
+                    shield(async { Command::new("sh").arg("-c").arg("exit 6").status().await })
+                        .await;
+                (refused, shielded)
+            });
+            task.cancel();
+            task.await.unwrap()
+        }
+    });
+    let err = refused.unwrap_err();
+    assert_eq!(
+        Cancelled::from_io(&err).map(|c| c.reason()),
+        Some(CancelReason::Explicit)
+    );
+    assert!(!marker.exists(), "the cancelled command ran");
+    assert_eq!(shielded.unwrap().code(), Some(6));
+}

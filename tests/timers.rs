@@ -521,3 +521,32 @@ fn advance_on_the_system_clock_panics_naming_the_fix() {
         "{message}"
     );
 }
+
+/// With a live socket, a paused clock moves only as fast as real time. A wait cut short by
+/// a wake from another thread (a blocking job finishing) moves it by the time really
+/// waited; it used to jump to the next deadline, firing a 3 s timer 20 ms in.
+#[test]
+fn a_wake_from_another_thread_does_not_make_a_paused_clock_with_live_io_jump() {
+    let runtime = treeloop::Builder::new()
+        .start_paused(true)
+        .allow_real_io(true)
+        .build()
+        .unwrap();
+    let (virtual_elapsed, sleeper_done) = runtime.block_on(async {
+        // A live socket: the clock may not jump while the network could still deliver.
+        let _listener = treeloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let start = Instant::now();
+        let sleeper = treeloop::spawn(sleep(ms(3_000)));
+        // 20 ms of blocking work: its completion wakes the loop from another thread.
+        treeloop::unblock(|| std::thread::sleep(ms(20)))
+            .await
+            .unwrap();
+        let elapsed = start.elapsed();
+        let done = sleeper.is_finished();
+        sleeper.cancel();
+        (elapsed, done)
+    });
+    assert!(!sleeper_done, "the 3 s timer fired at {virtual_elapsed:?}");
+    assert!(virtual_elapsed >= ms(20), "{virtual_elapsed:?}");
+    assert!(virtual_elapsed < ms(3_000), "{virtual_elapsed:?}");
+}

@@ -29,7 +29,7 @@ use crate::io::HyperIo;
 /// use hyper::body::Bytes;
 ///
 /// treeloop::block_on(async {
-///     let stream = treeloop::net::TcpStream::connect("127.0.0.1:8080".parse().unwrap()).await?;
+///     let stream = treeloop::net::TcpStream::connect("127.0.0.1:8080").await?;
 ///     let mut client = treeloop_hyper::client::handshake(stream).await?;
 ///     let request = hyper::Request::get("/").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
 ///     let response = client.send(request).await?;

@@ -270,20 +270,21 @@ impl Reactor {
         //    cross-thread waker, which the executor checks on its own: skip the syscall.
         let mut io_events = 0;
         let mut signal_event = false;
-        // An interrupted wait (EINTR: a signal handler ran, or the process was stopped and
-        // continued) ended early, as did one a signal's arrival woke: neither says that the
-        // deadline's time has really passed.
-        let mut interrupted = false;
+        // A wait that ended early with no I/O: interrupted (EINTR: a signal handler ran, or
+        // the process was stopped and continued), or woken by a signal or by another
+        // thread. It says only that the time really waited has passed, not the deadline's.
+        let mut woken_early = false;
+        let waiting_since = std::time::Instant::now();
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => interrupted = true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => woken_early = true,
                 Err(err) => return Err(err),
             }
             let mut slots = self.core.io.borrow_mut();
             for event in self.events.iter() {
                 match event.token() {
-                    WAKER_TOKEN => {}
+                    WAKER_TOKEN => woken_early = true,
                     // One token for every signal pipe: drained together, once, below.
                     SIGNAL_TOKEN => signal_event = true,
                     _ => {
@@ -299,10 +300,17 @@ impl Reactor {
             Delivered::default()
         };
         // Virtual time with live sockets never runs ahead of the network: it moves to the
-        // next deadline only after really waiting that long with nothing happening.
+        // next deadline only after really waiting that long with nothing happening; a wait
+        // cut short by a signal or a wake moves it by the time really waited (so a stream
+        // of signals cannot hold a deadline off for ever, nor a wake skip to it).
         if let (ParkMode::Wait, Some(deadline), ClockMode::Paused) = (mode, next, clock.mode()) {
-            if io_sources > 0 && io_events == 0 && !interrupted && !signal_event {
-                clock.advance_to(deadline);
+            if io_sources > 0 && io_events == 0 {
+                if woken_early || signal_event {
+                    let waited = clock.now().saturating_add(waiting_since.elapsed());
+                    clock.advance_to(waited.min(deadline));
+                } else {
+                    clock.advance_to(deadline);
+                }
             }
         }
         // 3. Timers.

@@ -199,7 +199,9 @@ impl Command {
     ///   does not exist, `PermissionDenied`, ...), with the program named;
     /// - `Unsupported` in a seeded (deterministic) runtime without
     ///   `Builder::allow_real_io(true)`;
-    /// - outside a treeloop runtime.
+    /// - outside a treeloop runtime;
+    /// - in a cancelled region, the `io::Error` wrapping `Cancelled`, before anything is
+    ///   started (R7; to run a command during cleanup, spawn it inside a `shield`).
     #[track_caller]
     pub fn spawn(&mut self) -> io::Result<Child> {
         self.spawn_with(Watch::Preferred)
@@ -208,6 +210,11 @@ impl Command {
     /// [`spawn`](Self::spawn), watching the exit as `watch` says.
     #[track_caller]
     pub(crate) fn spawn_with(&mut self, watch: Watch) -> io::Result<Child> {
+        // In a cancelled region nothing is started (R7): a program that would only be
+        // stopped at once may still have done something.
+        if let Some(cancelled) = treeloop_executor::cancelled_here() {
+            return Err(cancelled.into());
+        }
         processes_allowed()?;
         let program = self.std.get_program().to_string_lossy().into_owned();
         let mut child = self.std.spawn().map_err(|err| {

@@ -318,18 +318,22 @@ fn a_dropped_handle_leaves_the_child_running_and_its_owner_waits_for_it() {
     let marker = scratch_file("dropped");
     let _ = std::fs::remove_file(&marker);
     let script = format!("sleep 0.2; echo finished > '{}'", marker.display());
-    let pid = block_on(async {
-        let owner = spawn(async move {
-            let child = Command::new("sh")
-                .args(["-c", &script])
-                .spawn()
-                .expect("spawn");
-            child.id() // the handle is dropped here
-        });
-        within(owner).await.expect("the owner")
+    let (pid, written) = block_on({
+        let marker = marker.clone();
+        async move {
+            let owner = spawn(async move {
+                let child = Command::new("sh")
+                    .args(["-c", &script])
+                    .spawn()
+                    .expect("spawn");
+                child.id() // the handle is dropped here
+            });
+            let pid = within(owner).await.expect("the owner");
+            // Read here, not after block_on (which waits for every process anyway): the
+            // owner's own completion waited for its child to run to its end.
+            (pid, std::fs::read_to_string(&marker))
+        }
     });
-    // The owner completed only after its child ran to its end.
-    let written = std::fs::read_to_string(&marker);
     let _ = std::fs::remove_file(&marker);
     assert_eq!(written.expect("the child ran to its end"), "finished\n");
     assert!(!exists(pid));

@@ -24,6 +24,9 @@ use treeloop_executor::{coop, poll_cancelled};
 
 use super::pipe::{ChildStderr, ChildStdin, ChildStdout, Pipes};
 
+/// `ECHILD` (10 on Linux, macOS and the BSDs): no child of that number to wait for.
+const ECHILD: i32 = 10;
+
 /// A child process spawned with [`Command::spawn`](super::Command::spawn), as a tokio or
 /// std user knows it: [`wait`](Child::wait), [`kill`](Child::kill), and the pipes as public
 /// fields (`child.stdin.take()`).
@@ -140,10 +143,21 @@ impl Shared {
                 Ok(status) => Ok(*status),
                 Err(err) => Err(Failure {
                     kind: err.kind(),
-                    message: format!(
-                        "the exit status of process {} could not be had: {err}",
-                        self.child.id()
-                    ),
+                    message: if err.raw_os_error() == Some(ECHILD) {
+                        format!(
+                            "the exit status of process {} could not be had: {err}: SIGCHLD \
+                             is probably ignored in this process (inherited from its \
+                             parent), so the kernel reaps children itself; restore \
+                             SIGCHLD's default action before spawning, or check that no \
+                             other code calls waitpid(-1)",
+                            self.child.id()
+                        )
+                    } else {
+                        format!(
+                            "the exit status of process {} could not be had: {err}",
+                            self.child.id()
+                        )
+                    },
                 }),
             });
         }

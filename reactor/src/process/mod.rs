@@ -52,6 +52,11 @@
 //!   path a paused clock may jump while a child runs.
 //! - A child process is real I/O: a seeded (deterministic) runtime refuses to spawn one
 //!   unless `Builder::allow_real_io(true)`, and outside a runtime `spawn` is an error.
+//! - What "no zombie, no orphan" does not cover: a second shutdown signal exits the
+//!   process at once (`_exit`, by design), orphaning running children; signals go to the
+//!   child's pid, not its process group, so grandchildren of `sh -c` that ignore the
+//!   shell's death survive it; a process spawned inside a `shield` is shielded for life
+//!   (R11), so a shutdown waits for it to exit on its own.
 //! - If the guardian's future is dropped before the process was reaped (an `abort()`, the
 //!   stall watchdog's grace, a panic tearing the runtime down), its drop sends SIGKILL and
 //!   reaps with a blocking `wait`: the last resort, short because SIGKILL cannot be caught.

@@ -23,7 +23,9 @@
 //!   over it (next rule), and dropping the race future drops it.
 //! - **Cancelled from outside**, every branch sees the cancellation; the first of them to
 //!   return (typically with its own `Err(Cancelled)`) is the winner, so the output says what
-//!   happened in the branch's own words.
+//!   happened in the branch's own words. A race started in an already cancelled region is
+//!   won by the first branch polled that returns: its `Err(Cancelled)` can win over a later
+//!   branch that would have been ready.
 //! - **Panics follow the scope rules** (R17): a panic in any branch, winner or loser, cancels
 //!   the others and is re-raised by `race` after all of them finished.
 //! - Branches are tasks, so they are `'static`: move what they need into them.

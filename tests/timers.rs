@@ -546,7 +546,8 @@ fn a_wake_from_another_thread_does_not_make_a_paused_clock_with_live_io_jump() {
         sleeper.cancel();
         (elapsed, done)
     });
+    // Only the time spent parked counts (the clock stands still while the loop runs, and
+    // the job may start sleeping before the loop parks), so there is no lower bound.
     assert!(!sleeper_done, "the 3 s timer fired at {virtual_elapsed:?}");
-    assert!(virtual_elapsed >= ms(20), "{virtual_elapsed:?}");
     assert!(virtual_elapsed < ms(3_000), "{virtual_elapsed:?}");
 }

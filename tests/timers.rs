@@ -524,7 +524,7 @@ fn advance_on_the_system_clock_panics_naming_the_fix() {
 
 /// With a live socket, a paused clock moves only as fast as real time. A wait cut short by
 /// a wake from another thread (a blocking job finishing) moves it by the time really
-/// waited; it used to jump to the next deadline, firing a 3 s timer 20 ms in.
+/// waited; it used to jump to the next deadline, firing a 3 s timer at once.
 #[test]
 fn a_wake_from_another_thread_does_not_make_a_paused_clock_with_live_io_jump() {
     let runtime = treeloop::Builder::new()
@@ -537,10 +537,9 @@ fn a_wake_from_another_thread_does_not_make_a_paused_clock_with_live_io_jump() {
         let _listener = treeloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let start = Instant::now();
         let sleeper = treeloop::spawn(sleep(ms(3_000)));
-        // 20 ms of blocking work: its completion wakes the loop from another thread.
-        treeloop::unblock(|| std::thread::sleep(ms(20)))
-            .await
-            .unwrap();
+        // A blocking job: its completion wakes the loop from another thread, whether the
+        // loop is parked by then or parks to find the wake pending.
+        treeloop::unblock(|| ()).await.unwrap();
         let elapsed = start.elapsed();
         let done = sleeper.is_finished();
         sleeper.cancel();

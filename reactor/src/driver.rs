@@ -274,7 +274,9 @@ impl Reactor {
         // the process was stopped and continued), or woken by a signal or by another
         // thread. It says only that the time really waited has passed, not the deadline's.
         let mut woken_early = false;
-        let waiting_since = std::time::Instant::now();
+        // Read only where the clock needs it: virtual time with live I/O (see below).
+        let waiting_since =
+            (clock.mode() == ClockMode::Paused && io_sources > 0).then(std::time::Instant::now);
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -286,7 +288,10 @@ impl Reactor {
                 match event.token() {
                     WAKER_TOKEN => woken_early = true,
                     // One token for every signal pipe: drained together, once, below.
-                    SIGNAL_TOKEN => signal_event = true,
+                    SIGNAL_TOKEN => {
+                        signal_event = true;
+                        woken_early = true;
+                    }
                     _ => {
                         slots.on_event(event, &mut self.wake);
                         io_events += 1;
@@ -303,14 +308,14 @@ impl Reactor {
         // next deadline only after really waiting that long with nothing happening; a wait
         // cut short by a signal or a wake moves it by the time really waited (so a stream
         // of signals cannot hold a deadline off for ever, nor a wake skip to it).
-        if let (ParkMode::Wait, Some(deadline), ClockMode::Paused) = (mode, next, clock.mode()) {
-            if io_sources > 0 && io_events == 0 {
-                if woken_early || signal_event {
-                    let waited = clock.now().saturating_add(waiting_since.elapsed());
-                    clock.advance_to(waited.min(deadline));
+        if let (ParkMode::Wait, Some(deadline), Some(since)) = (mode, next, waiting_since) {
+            if io_events == 0 {
+                let reached = if woken_early {
+                    clock.now().saturating_add(since.elapsed()).min(deadline)
                 } else {
-                    clock.advance_to(deadline);
-                }
+                    deadline
+                };
+                clock.advance_to(reached);
             }
         }
         // 3. Timers.

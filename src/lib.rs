@@ -72,7 +72,7 @@ pub use treeloop_executor::{
 };
 pub use treeloop_macros::{main, test};
 pub use treeloop_scope::{
-    Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError,
+    Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError, ScopeResultExt,
     ScopedJoinHandle, SpawnError, join, on_cancel, race, scope, supervisor, try_join,
 };
 

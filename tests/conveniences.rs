@@ -251,3 +251,60 @@ fn a_join_error_converts_into_io_error_so_that_double_question_marks_work() {
         Some(CancelReason::Explicit)
     );
 }
+
+#[test]
+fn ok_if_cancelled_turns_only_an_outside_cancel_into_success() {
+    use treeloop::{ScopeError, ScopeResultExt, scope};
+    paused().block_on(async {
+        // The body's value comes through.
+        let value = scope(|_| async { Ok::<_, io::Error>(7) }).await;
+        assert_eq!(value.ok_if_cancelled().unwrap(), Some(7));
+        // A scope that cancelled itself before its body had a value: `None`, as before.
+        let own = scope(|s| async move {
+            s.cancel();
+            sleep(ms(3_600_000)).await?;
+            Ok::<_, io::Error>(8)
+        })
+        .await;
+        assert_eq!(own.ok_if_cancelled().unwrap(), None);
+
+        // Cancelled from outside while nothing failed: success, with no value.
+        let server = spawn(async {
+            scope(|s| async move {
+                s.spawn(async { sleep(ms(3_600_000)).await.map_err(io::Error::from) })
+                    .unwrap();
+                Ok::<_, io::Error>(())
+            })
+            .await
+            .ok_if_cancelled()
+            .map_err(|err| err.to_string())
+        });
+        sleep(ms(10)).await.unwrap();
+        server.cancel();
+        assert_eq!(server.await.unwrap(), Ok(None));
+
+        // A real failure stays a failure, even when the scope is also cancelled from
+        // outside (R15).
+        let failing = spawn(async {
+            scope(|s| async move {
+                s.spawn(async {
+                    let _ = sleep(ms(3_600_000)).await;
+                    Err::<(), _>(io::Error::other("disk full"))
+                })
+                .unwrap();
+                Ok::<_, io::Error>(())
+            })
+            .await
+            .ok_if_cancelled()
+        });
+        sleep(ms(10)).await.unwrap();
+        failing.cancel();
+        match failing.await.unwrap() {
+            Err(ScopeError::Failed { first, rest }) => {
+                assert_eq!(first.to_string(), "disk full");
+                assert!(rest.is_empty());
+            }
+            other => panic!("expected the failure, got {other:?}"),
+        }
+    });
+}

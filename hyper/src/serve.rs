@@ -94,36 +94,10 @@ where
     type Body = B;
 }
 
-/// Something `serve` can accept connections from: treeloop's TCP and Unix listeners, or a
-/// listener of your own (a TLS acceptor wrapping one, an in-memory one for tests).
-pub trait Listener {
-    /// A connection.
-    type Io: AsyncRead + AsyncWrite + Unpin + 'static;
-    /// The peer's address.
-    type Addr: fmt::Debug;
-
-    /// Waits for the next connection; a treeloop await point (fails with the `io::Error`
-    /// wrapping `Cancelled` when its region is cancelled).
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>>;
-}
-
-impl Listener for treeloop::net::TcpListener {
-    type Io = treeloop::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>> {
-        treeloop::net::TcpListener::accept(self)
-    }
-}
-
-impl Listener for treeloop::net::UnixListener {
-    type Io = treeloop::net::UnixStream;
-    type Addr = std::os::unix::net::SocketAddr;
-
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>> {
-        treeloop::net::UnixListener::accept(self)
-    }
-}
+/// Something `serve` can accept connections from: treeloop's TCP and Unix listeners, the
+/// in-memory `treeloop::sim::Listener` for seeded tests, or a listener of your own (a TLS
+/// acceptor wrapping one). The same trait as [`treeloop::net::Listener`].
+pub use treeloop::net::Listener;
 
 /// Which protocols a server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,8 +24,7 @@ use treeloop_executor::Cancelled;
 /// own error enum with a `Cancelled` variant:
 ///
 /// ```
-/// use treeloop_executor::Cancelled;
-/// use treeloop_scope::Cancellation;
+/// use treeloop::{Cancellation, Cancelled};
 ///
 /// #[derive(Debug)]
 /// enum AppError {
@@ -175,6 +174,49 @@ impl<E: Error + 'static> Error for ScopeError<E> {
         match self {
             ScopeError::Failed { first, .. } => Some(first),
             ScopeError::Cancelled(cancelled) => Some(cancelled),
+        }
+    }
+}
+
+/// `ok_if_cancelled()` on what a scope or supervisor returns: "cancelled from outside" is
+/// the normal way for a server to stop, not an error.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::{ScopeResultExt, scope, time::sleep};
+///
+/// /// Serves until shut down; only a real failure is an error.
+/// async fn serve() -> std::io::Result<()> {
+///     scope(|s| async move {
+///         s.spawn(async { sleep(Duration::from_secs(3600)).await?; Ok(()) }).unwrap();
+///         Ok::<_, std::io::Error>(())
+///     })
+///     .await
+///     .ok_if_cancelled()?; // `None` when shut down, which is what a server means
+///     Ok(())
+/// }
+///
+/// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let server = treeloop::spawn(serve());
+///     sleep(Duration::from_secs(1)).await.unwrap();
+///     server.cancel();
+///     assert!(server.await.unwrap().is_ok(), "a cancelled server returned Ok(())");
+/// });
+/// ```
+pub trait ScopeResultExt<T, E> {
+    /// The scope's result with [`ScopeError::Cancelled`] (cancelled from an enclosing
+    /// region, nothing in it failed) turned into `Ok(None)`, the same answer as a scope that
+    /// cancelled itself before its body had a value. `Ok(Some(value))` and real failures
+    /// stay as they were (a real failure beats the cancellation, R15).
+    fn ok_if_cancelled(self) -> Result<Option<T>, ScopeError<E>>;
+}
+
+impl<T, E> ScopeResultExt<T, E> for Result<Option<T>, ScopeError<E>> {
+    fn ok_if_cancelled(self) -> Result<Option<T>, ScopeError<E>> {
+        match self {
+            Err(ScopeError::Cancelled(_)) => Ok(None),
+            other => other,
         }
     }
 }

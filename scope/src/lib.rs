@@ -27,7 +27,7 @@ pub mod sync;
 pub mod time;
 
 pub use drain::{GraceExpired, Graceful, OnCancel, on_cancel};
-pub use error::{Cancellation, ScopeError};
+pub use error::{Cancellation, ScopeError, ScopeResultExt};
 pub use join::{Join, TryJoin, join, try_join};
 pub use member::{MemberError, ScopedJoinHandle, SpawnError};
 pub use race::{Race, race};

@@ -141,8 +141,8 @@ pub(crate) fn sockets_allowed() -> io::Result<()> {
         Some(RealIo::Refused) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "real sockets make a seeded (deterministic) run unreproducible: use \
-             `treeloop::sim::duplex()` for in-memory streams, or \
-             `Builder::allow_real_io(true)` to accept a non-reproducible run",
+             `treeloop::sim::duplex()` or `treeloop::sim::listener()` for in-memory \
+             streams, or `Builder::allow_real_io(true)` to accept a non-reproducible run",
         )),
         None => Err(no_runtime()),
     }

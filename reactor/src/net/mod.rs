@@ -9,6 +9,7 @@
 //! ignores the error in a loop still yields to the others.
 
 mod backoff;
+mod listener;
 mod resolve;
 pub(crate) mod stream;
 mod tcp;
@@ -16,8 +17,9 @@ mod udp;
 mod unix;
 
 pub use backoff::{AcceptBackoff, is_transient_accept_error};
+pub use listener::Listener;
 pub use resolve::ToSocketAddrs;
-pub use stream::{ReadHalf, WriteHalf};
+pub use stream::{ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
@@ -27,7 +29,7 @@ use std::task::Poll;
 
 /// The first step of an `async fn` that touches a socket (a connect): `Err`, wrapping
 /// `Cancelled`, in a cancelled region, spending budget like every await point.
-async fn not_cancelled() -> io::Result<()> {
+pub(crate) async fn not_cancelled() -> io::Result<()> {
     std::future::poll_fn(|cx| match treeloop_executor::poll_cancelled(cx) {
         None => Poll::Ready(Ok(())),
         Some(cancelled) => cancelled.map(|cancelled| Err(cancelled.into())),

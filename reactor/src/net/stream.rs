@@ -1,11 +1,18 @@
-//! The byte-stream half shared by TCP and Unix streams: reads and writes as await points,
-//! `futures-io` traits, and split halves.
+//! The byte-stream surface shared by TCP, Unix and in-memory streams: reads and writes as
+//! await points through `&self`, the `futures-io` traits, and split halves.
 //!
-//! Each stream type is a thin newtype over [`IoSource`]; the `impl_stream!` macro gives it
-//! `read`/`write`/`flush`, `AsyncRead`/`AsyncWrite` for the stream and for `&stream` (so a
-//! reader and a writer can share it), and `into_split`. A cancelled read consumes no bytes
-//! and a cancelled write writes nothing: the cancellation check comes before the syscall.
+//! Every stream type implements `AsyncRead`/`AsyncWrite` for `&Stream` (a socket through
+//! [`IoSource`], `sim::DuplexStream` through its in-memory pipes) and gets the rest from
+//! `impl_stream_api!`: inherent `read`/`write`/`write_all`, the traits on the owned stream
+//! (delegating to `&Stream`, so a reader and a writer can share one), and `into_split`.
+//! So `TcpStream`, `UnixStream` and `DuplexStream` have the same method shapes, and code
+//! written against one reads the same against the others. A cancelled read consumes no
+//! bytes and a cancelled write writes nothing: the cancellation check comes before the
+//! transfer.
+//!
+//! [`IoSource`]: crate::io::source::IoSource
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -44,6 +51,28 @@ impl<S> ReadHalf<S> {
     pub fn stream(&self) -> &S {
         &self.stream
     }
+
+    /// Reads into `buf`, like the stream's own `read` (an await point; a cancelled read
+    /// consumes nothing).
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize>
+    where
+        for<'a> &'a S: AsyncRead,
+    {
+        std::future::poll_fn(|cx| Pin::new(&mut &*self.stream).poll_read(cx, buf)).await
+    }
+
+    /// Puts the stream back together from the two halves it was split into.
+    ///
+    /// # Errors
+    ///
+    /// [`ReuniteError`], holding both halves, if `write` came from another stream.
+    pub fn reunite(self, write: WriteHalf<S>) -> Result<S, ReuniteError<S>> {
+        if !Rc::ptr_eq(&self.stream, &write.stream) {
+            return Err(ReuniteError(self, write));
+        }
+        drop(write);
+        Ok(Rc::into_inner(self.stream).expect("the two halves held the only shares"))
+    }
 }
 
 impl<S> WriteHalf<S> {
@@ -51,7 +80,41 @@ impl<S> WriteHalf<S> {
     pub fn stream(&self) -> &S {
         &self.stream
     }
+
+    /// Writes from `buf`, like the stream's own `write` (a cancelled write writes nothing).
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize>
+    where
+        for<'a> &'a S: AsyncWrite,
+    {
+        std::future::poll_fn(|cx| Pin::new(&mut &*self.stream).poll_write(cx, buf)).await
+    }
+
+    /// Writes all of `buf`, like the stream's own `write_all`.
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()>
+    where
+        for<'a> &'a S: AsyncWrite,
+    {
+        write_all(&*self.stream, buf).await
+    }
 }
+
+/// The halves given to [`ReadHalf::reunite`] came from two different streams; both are
+/// handed back.
+pub struct ReuniteError<S>(pub ReadHalf<S>, pub WriteHalf<S>);
+
+impl<S> fmt::Debug for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl<S> fmt::Display for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tried to reunite the halves of two different streams")
+    }
+}
+
+impl<S> std::error::Error for ReuniteError<S> {}
 
 impl<S> AsyncRead for ReadHalf<S>
 where
@@ -87,8 +150,11 @@ where
     }
 }
 
-/// Implements the stream API for a newtype `$name(IoSource<$mio>)`.
-macro_rules! impl_stream {
+/// The method shapes every treeloop byte stream shares (TCP, Unix, `sim::DuplexStream`):
+/// `read`, `write`, `write_all` through `&self`, `into_split`, and the futures-io traits on
+/// the owned stream, all in terms of the stream's `AsyncRead`/`AsyncWrite` for `&Stream`
+/// (which each type implements itself, with its own `shutdown`).
+macro_rules! impl_stream_api {
     ($name:ident) => {
         impl $name {
             /// Reads into `buf`; `Ok(0)` at end of stream. A treeloop await point: in a
@@ -112,23 +178,13 @@ macro_rules! impl_stream {
 
             /// Writes all of `buf`. If cancelled midway, returns the error; what was written
             /// before stays written.
-            pub async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
-                while !buf.is_empty() {
-                    let n = self.write(buf).await?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::WriteZero.into());
-                    }
-                    buf = &buf[n..];
-                }
-                Ok(())
+            pub async fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
+                crate::net::stream::write_all(self, buf).await
             }
 
-            /// Shuts down the read, write, or both halves of the connection.
-            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
-                self.0.get_ref().shutdown(how)
-            }
-
-            /// Splits the stream into halves two tasks can use at once.
+            /// Splits the stream into halves two tasks can use at once (each half shares
+            /// the stream; [`ReadHalf::reunite`](crate::net::ReadHalf::reunite) puts it
+            /// back together).
             pub fn into_split(
                 self,
             ) -> (
@@ -136,53 +192,6 @@ macro_rules! impl_stream {
                 crate::net::stream::WriteHalf<Self>,
             ) {
                 crate::net::stream::split(self)
-            }
-        }
-
-        impl futures_io::AsyncRead for &$name {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut [u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                let len = buf.len();
-                self.0.poll_transfer(cx, Direction::Read, len, |s| {
-                    std::io::Read::read(&mut &*s, buf)
-                })
-            }
-        }
-
-        impl futures_io::AsyncWrite for &$name {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.0.poll_transfer(cx, Direction::Write, buf.len(), |s| {
-                    std::io::Write::write(&mut &*s, buf)
-                })
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                // Sockets have no user-space buffer to flush.
-                std::task::Poll::Ready(Ok(()))
-            }
-
-            /// Half-closes the connection (sends FIN). A connection the peer has already
-            /// torn down (`NotConnected`) has nothing left to close: that is success, as
-            /// protocol stacks closing after a goodbye expect (hyper's HTTP/2 after
-            /// GOAWAY, whose client may hang up first).
-            fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(match self.shutdown(std::net::Shutdown::Write) {
-                    Err(err) if err.kind() == std::io::ErrorKind::NotConnected => Ok(()),
-                    closed => closed,
-                })
             }
         }
 
@@ -222,4 +231,88 @@ macro_rules! impl_stream {
     };
 }
 
-pub(crate) use impl_stream;
+/// Implements the stream API for a socket newtype `$name(IoSource<$mio>)`: the futures-io
+/// traits for `&$name` through the reactor, `shutdown`, and [`impl_stream_api`].
+macro_rules! impl_socket_stream {
+    ($name:ident) => {
+        crate::net::stream::impl_stream_api!($name);
+
+        impl $name {
+            /// Shuts down the read, write, or both halves of the connection.
+            /// `Shutdown::Write` sends FIN: the peer reads end of stream, and this side can
+            /// still read what the peer sends (the descriptor stays open until the stream
+            /// is dropped).
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                self.0.get_ref().shutdown(how)
+            }
+        }
+
+        impl futures_io::AsyncRead for &$name {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let len = buf.len();
+                self.0.poll_transfer(cx, Direction::Read, len, |s| {
+                    std::io::Read::read(&mut &*s, buf)
+                })
+            }
+        }
+
+        impl futures_io::AsyncWrite for &$name {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.0.poll_transfer(cx, Direction::Write, buf.len(), |s| {
+                    std::io::Write::write(&mut &*s, buf)
+                })
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                // Sockets have no user-space buffer to flush.
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            /// Half-closes the connection: `shutdown(Shutdown::Write)`, which sends FIN.
+            /// It does not close the descriptor (dropping the stream does) and reading
+            /// goes on. A connection the peer has already torn down (`NotConnected`) has
+            /// nothing left to close: that is success, as protocol stacks closing after a
+            /// goodbye expect (hyper's HTTP/2 after GOAWAY, whose client may hang up
+            /// first).
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(match self.shutdown(std::net::Shutdown::Write) {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+                    closed => closed,
+                })
+            }
+        }
+    };
+}
+
+/// `write_all` for every stream: writes until `buf` is gone; `WriteZero` if a write takes
+/// nothing.
+pub(crate) async fn write_all<S: ?Sized>(stream: &S, mut buf: &[u8]) -> io::Result<()>
+where
+    for<'a> &'a S: AsyncWrite,
+{
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut &*stream).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+pub(crate) use impl_socket_stream;
+pub(crate) use impl_stream_api;

@@ -11,7 +11,7 @@ use treeloop_executor::Cancelled;
 use crate::io::slots::Direction;
 use crate::io::source::{IoSource, sockets_allowed};
 use crate::net::resolve::{ToSocketAddrs, each_addr, target_of};
-use crate::net::stream::impl_stream;
+use crate::net::stream::impl_socket_stream;
 
 /// A TCP socket listening for connections.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl TcpListener {
 #[derive(Debug)]
 pub struct TcpStream(IoSource<mio::net::TcpStream>);
 
-impl_stream!(TcpStream);
+impl_socket_stream!(TcpStream);
 
 impl TcpStream {
     /// Connects to `addr`: a `SocketAddr`, `"127.0.0.1:8080"`, `("localhost", 8080)`, a list

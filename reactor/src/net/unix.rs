@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::io::slots::Direction;
 use crate::io::source::{IoSource, sockets_allowed};
-use crate::net::stream::impl_stream;
+use crate::net::stream::impl_socket_stream;
 
 /// A Unix stream socket listening for connections.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl UnixListener {
 #[derive(Debug)]
 pub struct UnixStream(IoSource<mio::net::UnixStream>);
 
-impl_stream!(UnixStream);
+impl_socket_stream!(UnixStream);
 
 impl UnixStream {
     /// Connects to the socket at `path`.

@@ -1,10 +1,14 @@
-//! In-memory streams for deterministic simulations: `duplex()`.
+//! `duplex()`: two connected in-memory byte streams.
 //!
-//! Real sockets make a seeded run unreproducible (the OS decides when bytes arrive). A
-//! duplex is two connected byte streams in memory: what one writes the other reads, in the
-//! order the scheduler runs them, so a seed replays exactly. Both ends implement
-//! `futures-io`'s `AsyncRead`/`AsyncWrite` and are treeloop await points: in a cancelled
-//! region a read fails without consuming anything and a write fails without writing.
+//! Each direction is a `Pipe`: a bounded buffer, the state of its two ends, and the
+//! waker of a blocked reader and of a blocked writer. Both ends implement `futures-io`'s
+//! `AsyncRead`/`AsyncWrite` for `&DuplexStream` and get the rest of the stream surface
+//! (`read`/`write`/`write_all` through `&self`, `into_split`) from the macro the sockets
+//! use, so the shapes cannot drift apart.
+//!
+//! Invariants: the buffer never holds more than `capacity` bytes; an end only moves from
+//! `Open` to `Closed` or `Reset`, never back; a reset end reports `ConnectionReset` to the
+//! other side before any buffered byte (as TCP discards on RST).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -16,14 +20,18 @@ use std::task::{Context, Poll, Waker};
 use futures_io::{AsyncRead, AsyncWrite};
 use treeloop_executor::{coop, poll_cancelled};
 
+use crate::net::stream::impl_stream_api;
+
 /// Whether an end of a pipe is still there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
     /// Open.
     Open,
-    /// Closed (dropped, or the writer shut down): the reader sees end of stream, the writer
-    /// `BrokenPipe`.
+    /// Closed (dropped, or shut down): a reader sees end of stream, a writer `BrokenPipe`.
     Closed,
+    /// Torn down abruptly (a connection that was never accepted when its listener went
+    /// away): the other side sees `ConnectionReset`.
+    Reset,
 }
 
 /// One direction: bytes written by one end, waiting to be read by the other.
@@ -85,24 +93,29 @@ pub fn duplex(capacity: usize) -> (DuplexStream, DuplexStream) {
     )
 }
 
+impl_stream_api!(DuplexStream);
+
 impl DuplexStream {
-    /// Reads into `buf`; `Ok(0)` once the peer closed its writing side and all was read.
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_read(cx, buf)).await
-    }
-
-    /// Writes some of `buf`, waiting for room; `BrokenPipe` once the peer is gone.
-    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_write(cx, buf)).await
-    }
-
-    /// Writes all of `buf`.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.write(buf).await?;
-            buf = &buf[n..];
+    /// Shuts down the read, write, or both directions. `Shutdown::Write` is a half-close:
+    /// the peer reads end of stream once it has read what was sent, and this end can still
+    /// read. `Shutdown::Read`: this end reads end of stream, and the peer's writes fail
+    /// with `BrokenPipe` (stricter than TCP, where they would vanish unread).
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        use std::net::Shutdown;
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            end_pipe(&self.outgoing, End::Closed, |pipe| &mut pipe.writer);
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            end_pipe(&self.incoming, End::Closed, |pipe| &mut pipe.reader);
         }
         Ok(())
+    }
+
+    /// Tears the connection down abruptly: the peer's next read and write fail with
+    /// `ConnectionReset`.
+    pub(crate) fn reset(self) {
+        end_pipe(&self.outgoing, End::Reset, |pipe| &mut pipe.writer);
+        end_pipe(&self.incoming, End::Reset, |pipe| &mut pipe.reader);
     }
 }
 
@@ -124,7 +137,7 @@ fn await_point<R>(
     polled
 }
 
-impl AsyncRead for DuplexStream {
+impl AsyncRead for &DuplexStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -132,6 +145,12 @@ impl AsyncRead for DuplexStream {
     ) -> Poll<io::Result<usize>> {
         await_point(cx, |cx| {
             let mut pipe = self.incoming.borrow_mut();
+            if pipe.writer == End::Reset {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            if pipe.reader != End::Open {
+                return Poll::Ready(Ok(0));
+            }
             if pipe.buffer.is_empty() {
                 if pipe.writer == End::Closed || buf.is_empty() {
                     return Poll::Ready(Ok(0));
@@ -153,7 +172,7 @@ impl AsyncRead for DuplexStream {
     }
 }
 
-impl AsyncWrite for DuplexStream {
+impl AsyncWrite for &DuplexStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -161,7 +180,10 @@ impl AsyncWrite for DuplexStream {
     ) -> Poll<io::Result<usize>> {
         await_point(cx, |cx| {
             let mut pipe = self.outgoing.borrow_mut();
-            if pipe.reader == End::Closed || pipe.writer == End::Closed {
+            if pipe.reader == End::Reset {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            if pipe.reader != End::Open || pipe.writer != End::Open {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
             let room = pipe.capacity - pipe.buffer.len();
@@ -184,18 +206,21 @@ impl AsyncWrite for DuplexStream {
         Poll::Ready(Ok(()))
     }
 
-    /// Shuts down the writing direction: the peer reads end of stream.
+    /// Half-closes: `shutdown(Shutdown::Write)`, so the peer reads end of stream.
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        close(&self.outgoing, |pipe| &mut pipe.writer);
-        Poll::Ready(Ok(()))
+        Poll::Ready(self.shutdown(std::net::Shutdown::Write))
     }
 }
 
-/// Marks one end of `pipe` closed and wakes both sides to notice.
-fn close(pipe: &Rc<RefCell<Pipe>>, end: impl FnOnce(&mut Pipe) -> &mut End) {
+/// Moves one end of `pipe` from `Open` to `to` (an end that is already closed or reset
+/// stays as it is) and wakes both sides to notice.
+fn end_pipe(pipe: &Rc<RefCell<Pipe>>, to: End, end: impl FnOnce(&mut Pipe) -> &mut End) {
     let wakers = {
         let mut pipe = pipe.borrow_mut();
-        *end(&mut pipe) = End::Closed;
+        let end = end(&mut pipe);
+        if *end == End::Open {
+            *end = to;
+        }
         [pipe.read_waker.take(), pipe.write_waker.take()]
     };
     treeloop_executor::wake_all(wakers.into_iter().flatten());
@@ -203,7 +228,7 @@ fn close(pipe: &Rc<RefCell<Pipe>>, end: impl FnOnce(&mut Pipe) -> &mut End) {
 
 impl Drop for DuplexStream {
     fn drop(&mut self) {
-        close(&self.outgoing, |pipe| &mut pipe.writer);
-        close(&self.incoming, |pipe| &mut pipe.reader);
+        end_pipe(&self.outgoing, End::Closed, |pipe| &mut pipe.writer);
+        end_pipe(&self.incoming, End::Closed, |pipe| &mut pipe.reader);
     }
 }

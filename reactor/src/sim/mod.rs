@@ -1,0 +1,44 @@
+//! In-memory networking for deterministic tests: [`duplex`] streams and a [`listener`] with
+//! its [`Connector`].
+//!
+//! Real sockets make a seeded run unreproducible (the OS decides when bytes arrive), so a
+//! seeded runtime refuses them. These live in memory instead: what one end writes the other
+//! reads, in the order the scheduler runs them, so a seed replays exactly. They have the
+//! same shape as [`crate::net`]'s: a [`DuplexStream`] reads and writes through `&self`,
+//! implements futures-io's `AsyncRead`/`AsyncWrite`, splits with `into_split`, half-closes
+//! with `shutdown`; a [`Listener`] accepts like a `TcpListener` and implements
+//! [`net::Listener`](crate::net::Listener), so one accept loop, generic over the listener,
+//! serves real clients in production and in-memory ones under a seed.
+//!
+//! ```
+//! use treeloop::net::Listener as _;
+//! use treeloop::sim;
+//!
+//! let runtime = treeloop::Builder::new().seed(7).build().unwrap();
+//! let echoed = runtime.block_on(async {
+//!     let (listener, connector) = sim::listener(1024);
+//!     let server = treeloop::spawn(async move {
+//!         let (stream, _peer) = listener.accept().await?;
+//!         let mut buf = [0; 5];
+//!         let n = stream.read(&mut buf).await?;
+//!         stream.write_all(&buf[..n]).await
+//!     });
+//!     let client = connector.connect().await.unwrap();
+//!     client.write_all(b"hello").await.unwrap();
+//!     let mut buf = [0; 5];
+//!     let n = client.read(&mut buf).await.unwrap();
+//!     server.await.unwrap().unwrap();
+//!     buf[..n].to_vec()
+//! });
+//! assert_eq!(echoed, b"hello");
+//! ```
+//!
+//! Every operation is a treeloop await point: in a cancelled region a read fails without
+//! consuming anything, a write without writing, an accept without taking a connection off
+//! the queue, a connect without connecting (R7).
+
+mod duplex;
+mod listener;
+
+pub use duplex::{DuplexStream, duplex};
+pub use listener::{ConnectionId, Connector, Listener, listener};

@@ -1,32 +1,9 @@
 //! `test::check`: run a test body under many seeds and replay the first failure.
 //!
-//! Each seed is a different, reproducible interleaving: `Builder::seed(s)` with the
-//! `Random` strategy (or the builder you pass). On the first failure (a panic, or an `Err`)
-//! the seed and the command that replays it are printed, and the test fails with the
-//! original panic. `TREELOOP_SEED=s` runs only seed `s`; `TREELOOP_SEEDS=n` changes how many
-//! seeds are tried.
-//!
-//! ```
-//! use std::cell::Cell;
-//! use std::rc::Rc;
-//!
-//! treeloop::test::check(20, || async {
-//!     let hits = Rc::new(Cell::new(0));
-//!     let tasks: Vec<_> = (0..3)
-//!         .map(|_| {
-//!             let hits = hits.clone();
-//!             treeloop::spawn(async move {
-//!                 treeloop::yield_now().await.unwrap();
-//!                 hits.set(hits.get() + 1);
-//!             })
-//!         })
-//!         .collect();
-//!     for task in tasks {
-//!         task.await.unwrap();
-//!     }
-//!     assert_eq!(hits.get(), 3);
-//! });
-//! ```
+//! Each seed is a different, reproducible interleaving: a fresh runtime built with
+//! `Builder::seed(s)` and the `Random` strategy (or the builder you pass). The user-facing
+//! rules and an example are on [`check`] itself, since this module is private and only its
+//! items are re-exported (as `treeloop::test`).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -59,8 +36,50 @@ impl<E: Debug> CheckOutcome for Result<(), E> {
     }
 }
 
-/// Runs `body` under `seeds` seeds (0, 1, 2, …) with the `Random` strategy; see the module
-/// docs. Panics with the first failure, after printing its seed and the replay command.
+/// Runs `body` under `seeds` seeds (0, 1, 2, …) with the `Random` strategy, and replays the
+/// first failure.
+///
+/// Each seed is a different, reproducible interleaving: a fresh runtime built with
+/// [`Builder::seed`](crate::Builder::seed) runs `body()` to completion. On the first failure
+/// (a panic, or an `Err`) the seed and the command that replays it are printed, and the test
+/// fails with the original panic. `TREELOOP_SEED=s` runs only seed `s`; `TREELOOP_SEEDS=n`
+/// changes how many seeds are tried.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// treeloop::test::check(20, || async {
+///     let hits = Rc::new(Cell::new(0));
+///     let tasks: Vec<_> = (0..3)
+///         .map(|_| {
+///             let hits = hits.clone();
+///             treeloop::spawn(async move {
+///                 treeloop::yield_now().await.unwrap();
+///                 hits.set(hits.get() + 1);
+///             })
+///         })
+///         .collect();
+///     for task in tasks {
+///         task.await.unwrap();
+///     }
+///     assert_eq!(hits.get(), 3);
+/// });
+/// ```
+///
+/// **[`shutdown`](crate::shutdown) in a body stops the whole test, not just a server.** The
+/// body is the root of its seed's runtime, so `treeloop::shutdown()`, called by the code
+/// under test, cancels the body and every task it spawned, the test's own client tasks
+/// included: from then on their await points return `Err(Cancelled)` with reason `Shutdown`,
+/// and the body's joins of them a cancelled `JoinError`. Unwrapping one fails the seed; a
+/// body that returns `()` anyway passes it, and the next seed runs on a fresh runtime. To
+/// test a server's shutdown and keep the clients running, cancel the server's
+/// [`JoinHandle`](crate::JoinHandle) (or its scope) instead.
+///
+/// # Panics
+///
+/// With the first failure, after printing its seed and the replay command; and when the
+/// runtime cannot be built.
 #[track_caller]
 pub fn check<F, Fut>(seeds: u64, body: F)
 where

@@ -34,7 +34,7 @@ pub trait FutureExt: Future + Sized {
     /// Runs this future with cancellation from outside hidden, and calls `hook` on it,
     /// once, when its region is cancelled: the way to let a protocol drain (a hyper
     /// connection's `graceful_shutdown()`) instead of being cut off. `.grace(d)` bounds the
-    /// drain. See [`treeloop_scope::on_cancel`] for the rules and an example.
+    /// drain. See [`on_cancel`](crate::on_cancel) for the rules and an example.
     #[track_caller]
     fn on_cancel<H>(self, hook: H) -> OnCancel<Self, H>
     where

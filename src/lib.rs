@@ -81,7 +81,22 @@ pub use treeloop_scope::{
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The servers guide (docs/guides/servers.md), compiled and run as doctests.
+#[doc = include_str!("../docs/guides/servers.md")]
+#[cfg(doctest)]
+pub struct ServersGuide;
+
+/// The testing guide (docs/guides/testing.md), compiled and run as doctests.
+#[doc = include_str!("../docs/guides/testing.md")]
+#[cfg(doctest)]
+pub struct TestingGuide;
+
 pub use treeloop_reactor::{Unblock, net, process, signal, sim, unblock};
+
+/// I/O helpers over any futures-io stream, safe to cancel: buffered readers and writers,
+/// lines, `split`, and the futures-io traits.
+#[doc(inline)]
+pub use treeloop_reactor::buffered as io;
 
 /// Testing under seeds: run a body under many interleavings, replay a failing one.
 pub mod test {
@@ -90,16 +105,29 @@ pub mod test {
 
 /// What [`race`], [`join`] and [`try_join`] take: tuples of up to 8 futures, arrays, `Vec`s
 /// (sealed traits, for reading signatures).
+///
+/// [`Racers`](branch::Racers), [`Spawner`](branch::Spawner) and
+/// [`TrySpawner`](branch::TrySpawner) are what the traits' methods are handed to spawn the
+/// branches with: only treeloop's own implementations see them.
 pub mod branch {
-    pub use treeloop_scope::{Join, Race, TryJoin};
+    pub use treeloop_scope::{Join, Race, Racers, Spawner, TryJoin, TrySpawner};
 }
 
-/// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `Mutex`, `Semaphore`.
+/// Cancellation-aware synchronisation: `Event`, `oneshot`, `mpsc`, `broadcast`, `Mutex`,
+/// `Semaphore`.
 pub use treeloop_scope::sync;
 
-/// Spawning with options: `task::Builder::new().name("conn 42").spawn(fut)`.
+/// Spawning with options: `task::Builder::new().name("conn 42").spawn(fut)`; regions.
+///
+/// A region is a node of the tree that belongs to a future rather than a task: what
+/// [`shield`], [`scope`] and [`time::timeout`] are built on. A [`Region`](task::Region) of a
+/// [`RegionKind`](task::RegionKind) is opened by the future that owns it; its
+/// [`RegionHandle`](task::RegionHandle) spawns into it
+/// ([`Builder::spawn_in`](task::Builder::spawn_in)), or says why it was
+/// [`SpawnRefused`](task::SpawnRefused).
 pub mod task {
     pub use treeloop_executor::TaskBuilder as Builder;
+    pub use treeloop_executor::{Region, RegionHandle, RegionKind, SpawnRefused};
 }
 
 /// Seeing inside: the tree dump's parts, the watchdog's and slow-poll reports, and the

@@ -188,8 +188,11 @@ impl Builder {
 
     /// Deterministic mode (SPEC §5): every choice the scheduler makes comes from `seed`
     /// through the chosen [`strategy`](Self::strategy), time is virtual, real sockets are
-    /// refused, the trace is recorded, and a deadlock is reported instead of hanging. The
-    /// environment variable `TREELOOP_SEED` overrides the seed, to replay a failure.
+    /// refused, the trace is recorded, and a deadlock is reported instead of hanging.
+    ///
+    /// The seed given here is the seed used: the environment variable `TREELOOP_SEED` does
+    /// not override it (a test looping over seeds explores them all). `TREELOOP_SEED` steers
+    /// [`test::check`](crate::test::check) only, which replays a failing seed with it.
     pub fn seed(mut self, seed: u64) -> Builder {
         self.seed = Some(seed);
         self
@@ -278,10 +281,7 @@ impl Builder {
     /// a signal handler (the shutdown signals, SIGUSR1 with `dump_on_signal`), or if a
     /// shutdown signal cannot be watched (`InvalidInput`).
     pub fn build(&self) -> io::Result<Runtime> {
-        let seed = match (self.seed, seed_from_env()) {
-            (Some(_), Some(replay)) => Some(replay),
-            (seed, _) => seed,
-        };
+        let seed = self.seed;
         let reactor = Reactor::new(ReactorOptions {
             paused: self.start_paused,
             shutdown_signals: self.shutdown_signals.clone(),
@@ -352,8 +352,7 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// The seed this runtime runs with, in deterministic mode (after any `TREELOOP_SEED`
-    /// override).
+    /// The seed this runtime runs with, in deterministic mode.
     pub fn seed(&self) -> Option<u64> {
         self.seed
     }
@@ -363,7 +362,7 @@ impl Runtime {
         self.executor.trace()
     }
 
-    /// A snapshot of the task tree; see [`crate::dump`]. Empty between `block_on` calls
+    /// A snapshot of the task tree; see [`dump`](crate::dump). Empty between `block_on` calls
     /// (the tree has finished by then); useful from another task's point of view, e.g. a
     /// sink or a test, and for a runtime whose `block_on` unwound.
     pub fn dump(&self) -> TreeDump {

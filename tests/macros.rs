@@ -314,3 +314,18 @@ fn macro_main_shuts_down_gracefully_on_sigint_and_on_sigterm() {
         assert_eq!(lines[3], "main: clean exit");
     }
 }
+
+/// Run as a child with `TREELOOP_SEED` set by the test below: a seed given to the builder
+/// is the seed used.
+#[test]
+fn a_builder_seed_is_the_seed_used() {
+    let runtime = treeloop::Builder::new().seed(5).build().unwrap();
+    assert_eq!(runtime.seed(), Some(5));
+}
+
+#[test]
+fn treeloop_seed_steers_check_only_never_a_builders_seed() {
+    let (passed, stderr) =
+        run_this_test("a_builder_seed_is_the_seed_used", &[("TREELOOP_SEED", "9")]);
+    assert!(passed, "TREELOOP_SEED overrode Builder::seed:\n{stderr}");
+}

@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "sync/broadcast.rs"]
+mod broadcast;
 #[path = "sync/event.rs"]
 mod event;
 #[path = "sync/misuse.rs"]

@@ -13,9 +13,9 @@ use crate::region::{RegionHandle, SpawnRefused};
 /// Configures a task before spawning it.
 ///
 /// ```
-/// use treeloop_executor::{TaskBuilder, block_on, dump};
+/// use treeloop::{block_on, dump, task};
 /// block_on(async {
-///     let conn = TaskBuilder::new().name("conn 42").spawn(std::future::pending::<()>());
+///     let conn = task::Builder::new().name("conn 42").spawn(std::future::pending::<()>());
 ///     let tree = dump();
 ///     assert_eq!(tree.named("conn 42").count(), 1);
 ///     conn.abort();
@@ -40,7 +40,8 @@ impl Builder {
         self
     }
 
-    /// Spawns `future` like [`crate::spawn`]: a child of the task (or region) being polled.
+    /// Spawns `future` like [`spawn`](crate::spawn): a child of the task (or region) being
+    /// polled.
     ///
     /// # Panics
     ///

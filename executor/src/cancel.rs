@@ -40,10 +40,10 @@ impl CancelReason {
 
 /// The error a treeloop await point returns inside a cancelled region.
 ///
-/// Propagate it with `?`; run cleanup that must await inside [`crate::shield`].
+/// Propagate it with `?`; run cleanup that must await inside [`shield`](crate::shield).
 ///
 /// ```
-/// use treeloop_executor::{CancelReason, Cancelled};
+/// use treeloop::{CancelReason, Cancelled};
 ///
 /// let err = Cancelled::new(CancelReason::Deadline);
 /// assert_eq!(err.reason(), CancelReason::Deadline);
@@ -81,7 +81,7 @@ impl Cancelled {
     ///
     /// ```
     /// use std::{fmt, io};
-    /// use treeloop_executor::{CancelReason, Cancelled};
+    /// use treeloop::{CancelReason, Cancelled};
     ///
     /// // A protocol crate's error, caused by the socket's.
     /// #[derive(Debug)]

@@ -47,7 +47,9 @@ pub fn cancelled_here() -> Option<Cancelled> {
 /// ```
 /// use std::pin::Pin;
 /// use std::task::{Context, Poll};
-/// use treeloop_executor::{Cancelled, poll_cancelled};
+/// use treeloop::Cancelled;
+/// // Not in the facade: the building block of the runtime's own leaf futures.
+/// use treeloop_executor::poll_cancelled;
 ///
 /// /// An await point that is ready at once unless its region is cancelled.
 /// struct Ready;
@@ -63,8 +65,8 @@ pub fn cancelled_here() -> Option<Cancelled> {
 ///     }
 /// }
 ///
-/// let aborted = treeloop_executor::block_on(async {
-///     let stubborn = treeloop_executor::spawn(async {
+/// let aborted = treeloop::block_on(async {
+///     let stubborn = treeloop::spawn(async {
 ///         // Ignores its cancellation, but still yields to the others when its budget is
 ///         // spent: abort() below reaches it.
 ///         loop {
@@ -72,7 +74,7 @@ pub fn cancelled_here() -> Option<Cancelled> {
 ///         }
 ///     });
 ///     stubborn.cancel();
-///     treeloop_executor::yield_now().await.unwrap();
+///     treeloop::yield_now().await.unwrap();
 ///     stubborn.abort();
 ///     stubborn.await.unwrap_err().is_aborted()
 /// });
@@ -128,12 +130,12 @@ fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
 /// fair and cancellable.
 ///
 /// ```
-/// # treeloop_executor::block_on(async {
+/// # treeloop::block_on(async {
 /// for _chunk in 0..3 {
 ///     // ... a slice of synchronous work ...
-///     treeloop_executor::checkpoint().await?;
+///     treeloop::checkpoint().await?;
 /// }
-/// # Ok::<(), treeloop_executor::Cancelled>(())
+/// # Ok::<(), treeloop::Cancelled>(())
 /// # }).unwrap();
 /// ```
 #[must_use = "a checkpoint does nothing unless awaited"]
@@ -186,9 +188,9 @@ impl Future for Checkpoint {
 /// It needs no waker registration of its own: marking a subtree wakes every task in it.
 ///
 /// ```
-/// # treeloop_executor::block_on(async {
-/// let server = treeloop_executor::spawn(async {
-///     let why = treeloop_executor::cancelled().await;
+/// # treeloop::block_on(async {
+/// let server = treeloop::spawn(async {
+///     let why = treeloop::cancelled().await;
 ///     format!("stopping: {why}")
 /// });
 /// server.cancel();

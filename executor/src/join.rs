@@ -34,8 +34,8 @@ use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
 /// An owned permission to await a spawned task's outcome, and to cancel it.
 ///
 /// ```
-/// # treeloop_executor::block_on(async {
-/// let handle = treeloop_executor::spawn(async { 6 * 7 });
+/// # treeloop::block_on(async {
+/// let handle = treeloop::spawn(async { 6 * 7 });
 /// assert_eq!(handle.await.unwrap(), 42);
 /// # });
 /// ```
@@ -51,8 +51,8 @@ use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
 ///
 /// let ran = Rc::new(Cell::new(false));
 /// let flag = ran.clone();
-/// treeloop_executor::block_on(async move {
-///     treeloop_executor::spawn(async move { flag.set(true) }); // no handle kept
+/// treeloop::block_on(async move {
+///     treeloop::spawn(async move { flag.set(true) }); // no handle kept
 /// });
 /// // block_on returned only after the detached child finished.
 /// assert!(ran.get());

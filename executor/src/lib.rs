@@ -7,17 +7,19 @@
 //! The model in five steps:
 //!
 //! 1. **spawn** — [`spawn`] allocates the task with `async-task` and inserts a node into the
-//!    tree as a child of the node being polled ([`tree`](crate::tree) has the invariants).
+//!    tree as a child of the node being polled (`src/tree.rs` has the invariants).
 //! 2. **schedule** — a wake pushes the task's `Runnable` onto the local FIFO, or from another
-//!    thread onto a lock-free injector plus an unpark ([`queue`](crate::queue)).
+//!    thread onto a lock-free injector plus an unpark (`src/queue.rs`).
 //! 3. **poll** — the loop runs a batch of runnables; each poll makes the task the *current
-//!    node*, which is what await points and `spawn` consult ([`executor`](crate::executor)).
+//!    node*, which is what await points and `spawn` consult (`src/executor.rs`).
 //! 4. **park** — with nothing runnable, the loop blocks in [`Park::park`].
 //! 5. **cancel** — [`JoinHandle::cancel`] marks a subtree and wakes it; every treeloop await
 //!    point in it then returns `Err(Cancelled)` until the task leaves (or shields) the region.
 //!
+//! Applications use all of this through the `treeloop` crate, as here:
+//!
 //! ```
-//! use treeloop_executor::{block_on, checkpoint, spawn};
+//! use treeloop::{block_on, checkpoint, spawn};
 //!
 //! let cleaned_up = block_on(async {
 //!     let worker = spawn(async {
@@ -31,7 +33,7 @@
 //!     worker.cancel();
 //!     worker.await.unwrap()
 //! });
-//! assert_eq!(cleaned_up.reason(), treeloop_executor::CancelReason::Explicit);
+//! assert_eq!(cleaned_up.reason(), treeloop::CancelReason::Explicit);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -101,9 +103,38 @@ where
 }
 
 /// Cancels the whole tree of the running runtime with reason `Shutdown`: what the first
-/// SIGINT or SIGTERM does under `Builder::shutdown_on_signal`, started from code (a shutdown command, a fatal
-/// condition, a test). Every task sees `Cancelled` at its next await point, runs its cleanup,
-/// and `block_on` returns once the tree has finished. Harmless twice.
+/// SIGINT or SIGTERM does under `Builder::shutdown_on_signal`, started from code (a shutdown
+/// command, a fatal condition). Every task sees `Cancelled` at its next await point, runs its
+/// cleanup, and `block_on` returns once the tree has finished. Harmless twice.
+///
+/// The whole tree is the root, the future given to `block_on`, and everything under it, not
+/// just the subtree of the task that calls `shutdown`. To stop one part, cancel its
+/// `JoinHandle` or its scope instead.
+///
+/// # In a test
+///
+/// Under `treeloop::test::check` each seed runs on its own runtime whose root is the test
+/// body, so a `shutdown()` (say, from the server under test answering a "shutdown" command)
+/// cancels the body and every task it spawned, the test's own client tasks included. From
+/// then on every await point in them returns `Err(Cancelled)` with reason `Shutdown`, and the
+/// body's join of any task returns a cancelled `JoinError` at once, without the task's
+/// output. A body that unwraps such an error panics, and the seed fails like any other
+/// failure; a body that returns `()` anyway passes, and the next seed starts on a fresh
+/// runtime that is not shut down. To test a server's shutdown, cancel the server's
+/// `JoinHandle` and keep the clients running.
+///
+/// ```
+/// use treeloop::{CancelReason, shutdown, spawn, yield_now};
+///
+/// treeloop::test::check(1, || async {
+///     let client = spawn(async { yield_now().await.map(|()| "answered") });
+///     let server = spawn(async { shutdown() });
+///     // The body's own await points see the shutdown too, joins included.
+///     let joined = server.await.unwrap_err();
+///     assert_eq!(joined.as_cancelled().unwrap().reason(), CancelReason::Shutdown);
+///     assert!(client.await.unwrap_err().is_cancelled());
+/// });
+/// ```
 ///
 /// # Panics
 ///

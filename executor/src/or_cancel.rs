@@ -14,14 +14,19 @@ use crate::cancel::Cancelled;
 use crate::checkpoint::poll_cancelled;
 
 /// Extension methods for any future.
+///
+/// Users get `or_cancel` from `treeloop::FutureExt`, which adds `on_cancel` and calls this
+/// one. Hidden so that this trait's blanket impl is not listed, unlinked, beside that one's
+/// on the facade's page of every future type.
+#[doc(hidden)]
 pub trait FutureExt: Future + Sized {
     /// Makes this future a treeloop await point: in a cancelled region it resolves to
     /// `Err(Cancelled)` instead of polling the inner future (which is then dropped with the
     /// wrapper, so whatever it was doing is abandoned).
     ///
     /// ```
-    /// use treeloop_executor::FutureExt;
-    /// # treeloop_executor::block_on(async {
+    /// use treeloop::FutureExt;
+    /// # treeloop::block_on(async {
     /// let value = std::future::ready(7).or_cancel().await;
     /// assert_eq!(value, Ok(7));
     /// # });
@@ -34,7 +39,7 @@ pub trait FutureExt: Future + Sized {
 impl<F: Future> FutureExt for F {}
 
 pin_project! {
-    /// The future of [`FutureExt::or_cancel`].
+    /// The future of `or_cancel` (`treeloop::FutureExt::or_cancel`).
     #[derive(Debug)]
     #[must_use = "futures do nothing unless awaited"]
     pub struct OrCancel<F> {

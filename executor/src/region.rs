@@ -40,6 +40,12 @@ pub enum RegionKind {
 }
 
 /// An open region of the tree, owned by the future that opened it.
+///
+/// The building block of `shield`, `scope` and `timeout`; applications use those. The owning
+/// future polls its inner future inside [`enter`](Region::enter), which makes the region the
+/// current node: await points read the region's cancellation mark, and `spawn` makes tasks
+/// its children. Dropping the `Region` closes it; a closed region whose children are still
+/// running stays in the tree until the last one finishes, so the owning task waits for them.
 #[derive(Debug)]
 pub struct Region {
     /// The region's node.

@@ -70,8 +70,8 @@ use crate::tree::{Key, NodeRef};
 /// cancellation is visible again.
 ///
 /// ```
-/// use treeloop_executor::{checkpoint, shield, spawn};
-/// # treeloop_executor::block_on(async {
+/// use treeloop::{checkpoint, shield, spawn};
+/// # treeloop::block_on(async {
 /// let task = spawn(async {
 ///     loop {
 ///         if checkpoint().await.is_err() {

@@ -96,7 +96,7 @@ use crate::options::Macro;
 /// | `diagnostics` | bool | poll counts and times in dumps |
 /// | `start_paused` | bool | virtual time |
 /// | `report_deadlocks` | bool | panic with the tree instead of hanging when nothing can progress |
-/// | `seed` | integer | a deterministic run (`TREELOOP_SEED` overrides it) |
+/// | `seed` | integer | a deterministic run with this seed |
 /// | `strategy` | `Fifo`, `Random`, `Pct(depth)` | how a seeded run picks the next task |
 /// | `allow_real_io` | bool | real sockets in a seeded run |
 ///

@@ -130,8 +130,8 @@ enum Slot<T> {
 /// Runs `f` on the blocking pool and waits for its result.
 ///
 /// ```
-/// # treeloop_executor::block_on(async {
-/// let sum = treeloop_reactor::unblock(|| (1..=10u64).sum::<u64>()).await;
+/// # treeloop::block_on(async {
+/// let sum = treeloop::unblock(|| (1..=10u64).sum::<u64>()).await;
 /// assert_eq!(sum, Ok(55));
 /// # });
 /// ```

@@ -9,6 +9,7 @@
 
 mod advance;
 mod blocking;
+pub mod buffered;
 mod clock;
 mod driver;
 mod io;

@@ -50,8 +50,19 @@ use treeloop_executor::{Cancelled, Region, RegionKind, cancelled_here};
 use treeloop_reactor::time::{Instant, Timer};
 
 /// Runs `future` with cancellation from outside hidden, and calls `hook` on it, once, when
-/// the region it runs in is cancelled; see the [module docs](self). The method form is
-/// `treeloop::FutureExt::on_cancel`.
+/// the region it runs in is cancelled: a protocol's own graceful shutdown (a hyper
+/// connection's `graceful_shutdown()`, a WebSocket's close frame) instead of being cut off
+/// mid-request. The method form is `treeloop::FutureExt::on_cancel`.
+///
+/// - The future runs in a shield of its own: its await points, and the socket reads and
+///   writes it makes, never see the cancellation from outside. Cancellation that starts
+///   inside it still applies.
+/// - The hook is called at most once, the first time the drain is polled in a cancelled
+///   region, before the future's next poll, with the cancellation (so it can say why).
+/// - Without a grace period the drain waits for the future however long it takes. With one
+///   ([`OnCancel::grace`]) the clock starts when the hook is called; when it runs out the
+///   future is dropped, what it spawned is cancelled, and the drain returns
+///   `Err(GraceExpired)`.
 ///
 /// ```
 /// use std::pin::Pin;

@@ -28,7 +28,7 @@ pub mod time;
 
 pub use drain::{GraceExpired, Graceful, OnCancel, on_cancel};
 pub use error::{Cancellation, ScopeError, ScopeResultExt};
-pub use join::{Join, TryJoin, join, try_join};
+pub use join::{Join, Spawner, TryJoin, TrySpawner, join, try_join};
 pub use member::{MemberError, ScopedJoinHandle, SpawnError};
-pub use race::{Race, race};
+pub use race::{Race, Racers, race};
 pub use scope::{Scope, scope, supervisor};

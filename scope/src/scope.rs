@@ -138,9 +138,17 @@ impl<E: Cancellation + 'static> Scope<E> {
 ///   this wins over the scope's own cancel, in either order (R15);
 /// - a panic of the body or a member is re-raised here, after all cleanup (R17).
 ///
+/// # Which one for a server with one member per client
+///
+/// Not this one. A scope is for one unit of work whose parts depend on each other (the
+/// sub-requests of one reply, the steps of one job): once a part failed the rest is wasted
+/// work, so the first real failure or panic of the body or a member cancels the body and
+/// every other member (reason `Failure`). With one member per client connection, one
+/// client's broken connection would cancel every other client. Use [`supervisor`]: it keeps
+/// the others running and collects the failures.
+///
 /// ```
-/// use treeloop_executor::{block_on, Cancelled};
-/// use treeloop_scope::{scope, ScopeError};
+/// use treeloop::{block_on, scope, ScopeError};
 ///
 /// let result = block_on(scope(|s| async move {
 ///     s.spawn(async { Ok::<_, std::io::Error>(()) }).unwrap();
@@ -163,6 +171,54 @@ where
 
 /// Like [`scope`], but supervising: a member's failure does not cancel the others (R18).
 /// Every failure is collected and reported once all members have finished.
+///
+/// # Which one for a server with one member per client
+///
+/// This one. A supervisor is for members that do not depend on each other, like one member
+/// per client connection: a failure or panic, of a member or of the body, cancels nothing,
+/// and the other clients go on being served. The supervisor returns once the body and every
+/// member have finished, as [`scope`] does: with `Err(ScopeError::Failed { first, rest })`
+/// holding every real error, or the first panic re-raised. A cancel from outside (a
+/// shutdown) still cancels every member. Since every error is kept until the supervisor
+/// returns, a long-running server handles a connection's error inside its member (logs it,
+/// returns `Ok`) and keeps `Err` for what the supervisor's caller must hear. For a unit of
+/// work whose parts depend on each other, use [`scope`]: the first failure cancels the rest.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::io;
+/// use std::rc::Rc;
+/// use treeloop::{Scope, ScopeError, block_on, scope, supervisor, yield_now};
+///
+/// /// One member per client; client 1's connection fails at once.
+/// async fn serve(s: Scope<io::Error>, served: Rc<Cell<u32>>) -> io::Result<()> {
+///     for client in 0..3 {
+///         let served = served.clone();
+///         s.spawn(async move {
+///             if client == 1 {
+///                 return Err(io::Error::other("client 1 reset"));
+///             }
+///             yield_now().await?;
+///             served.set(served.get() + 1);
+///             Ok(())
+///         })
+///         .unwrap();
+///     }
+///     Ok(())
+/// }
+///
+/// let served = Rc::new(Cell::new(0));
+/// let result = block_on(supervisor(|s| serve(s, served.clone())));
+/// assert_eq!(served.get(), 2); // clients 0 and 2 were served
+/// let Err(ScopeError::Failed { first, rest }) = result else { panic!() };
+/// assert_eq!(first.to_string(), "client 1 reset");
+/// assert!(rest.is_empty());
+///
+/// let served = Rc::new(Cell::new(0));
+/// let result = block_on(scope(|s| serve(s, served.clone())));
+/// assert_eq!(served.get(), 0); // client 1's failure cancelled clients 0 and 2
+/// assert!(matches!(result, Err(ScopeError::Failed { .. })));
+/// ```
 #[track_caller]
 pub fn supervisor<T, E, F, Fut>(body: F) -> impl Future<Output = Result<Option<T>, ScopeError<E>>>
 where

@@ -139,8 +139,8 @@ impl TreeDump {
 impl fmt::Display for TreeDump {
     /// One line per node, indented two spaces per level:
     /// `#3 task "conn 7": cancelled (Shutdown), 4 polls, last 1.5s ago, spawned at src/main.rs:9:5`.
-    /// Below [`MAX_INDENT`] levels the indentation stops growing and the line starts with
-    /// its depth instead, so a million-deep chain prints a million short lines.
+    /// Deeper than 32 levels the indentation stops growing and the line starts with its
+    /// depth instead, so a million-deep chain prints a million short lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for entry in &self.entries {
             let indent = entry.depth.min(MAX_INDENT) * 2;

@@ -142,7 +142,7 @@ impl fmt::Display for StuckTask {
 pub struct StallReport {
     /// The stuck tasks, in tree order.
     pub stuck: Vec<StuckTask>,
-    /// The whole tree, with the stuck tasks marked ([`super::DumpEntry::stuck`]).
+    /// The whole tree, with the stuck tasks marked ([`DumpEntry::stuck`](super::DumpEntry::stuck)).
     pub dump: dump::TreeDump,
     /// The grace period after which they are aborted, if one was set.
     pub grace: Option<Duration>,

@@ -68,8 +68,11 @@ const MIN_DELAY: Duration = Duration::from_millis(5);
 /// The longest wait: how late, at most, the loop notices that the shortage is over.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
-/// Waits out transient `accept` errors with a delay that doubles while they last; see the
-/// [module docs](self).
+/// Waits out transient `accept` errors (out of descriptors, buffers or memory; a peer that
+/// gave up) with a delay that doubles while they last: 5 ms after a success, at most
+/// 500 ms. The first transient error is reported once through the runtime's report sink;
+/// fatal errors and the cancellation come back from [`wait`](AcceptBackoff::wait) at once.
+/// One per accept loop; [`reset`](AcceptBackoff::reset) after every accepted connection.
 #[derive(Debug)]
 pub struct AcceptBackoff {
     /// How long the next transient error waits: [`MIN_DELAY`] after `new` and `reset`,

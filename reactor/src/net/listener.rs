@@ -22,9 +22,9 @@ use futures_io::{AsyncRead, AsyncWrite};
 /// async fn greet<L: Listener>(listener: &L, n: usize) -> std::io::Result<()> {
 ///     for _ in 0..n {
 ///         let (stream, peer) = listener.accept().await?;
+///         let hello = format!("hello {peer:?}\n");
 ///         treeloop::spawn(async move {
 ///             let mut stream = stream;
-///             let hello = format!("hello {peer:?}\n");
 ///             std::future::poll_fn(|cx| {
 ///                 std::pin::Pin::new(&mut stream).poll_write(cx, hello.as_bytes())
 ///             })

@@ -56,6 +56,21 @@ impl TcpListener {
 }
 
 /// A TCP connection.
+///
+/// Reads and writes go through `&self` (`read`, `write`, `write_all`), so one task can read
+/// while another writes through a shared reference, or split it with
+/// [`into_split`](TcpStream::into_split). It implements futures-io's `AsyncRead` and
+/// `AsyncWrite`, for `TcpStream` and `&TcpStream`, so the futures-io ecosystem works on it
+/// (hyper through treeloop-hyper, async-tungstenite, `treeloop::io`'s buffered readers).
+///
+/// **Closing.** futures-io's `close()` (`poll_close`) is a *half-close*: it calls
+/// [`shutdown(Shutdown::Write)`](TcpStream::shutdown), which sends FIN, so the peer reads
+/// end of stream once it has read everything sent before. It does not close the
+/// descriptor, and reading goes on: that is how a server says goodbye and still reads the
+/// client's last bytes. Dropping the stream closes the descriptor; if unread bytes are
+/// still in its receive buffer, the kernel sends a reset (RST) instead of FIN, and the peer
+/// may lose data it had not yet read. `poll_flush` has nothing to do (there is no
+/// user-space buffer) and returns at once.
 #[derive(Debug)]
 pub struct TcpStream(IoSource<mio::net::TcpStream>);
 

@@ -33,7 +33,9 @@ impl UnixListener {
     }
 }
 
-/// A Unix stream connection.
+/// A Unix stream connection: the same surface as [`TcpStream`](super::TcpStream) (reads
+/// and writes through `&self`, `into_split`, futures-io traits; `close()` is a half-close
+/// with `shutdown(Shutdown::Write)`).
 #[derive(Debug)]
 pub struct UnixStream(IoSource<mio::net::UnixStream>);
 

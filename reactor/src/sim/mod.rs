@@ -4,7 +4,7 @@
 //! Real sockets make a seeded run unreproducible (the OS decides when bytes arrive), so a
 //! seeded runtime refuses them. These live in memory instead: what one end writes the other
 //! reads, in the order the scheduler runs them, so a seed replays exactly. They have the
-//! same shape as [`crate::net`]'s: a [`DuplexStream`] reads and writes through `&self`,
+//! same shape as the sockets of [`net`](crate::net): a [`DuplexStream`] reads and writes through `&self`,
 //! implements futures-io's `AsyncRead`/`AsyncWrite`, splits with `into_split`, half-closes
 //! with `shutdown`; a [`Listener`] accepts like a `TcpListener` and implements
 //! [`net::Listener`](crate::net::Listener), so one accept loop, generic over the listener,

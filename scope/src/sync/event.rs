@@ -44,9 +44,14 @@ struct Shared {
 ///
 /// Cloning gives another handle to the same flag.
 ///
+/// `wait` is an await point like any other: in a cancelled region it returns
+/// `Err(Cancelled)`, even when the event is already set (cancellation is level-triggered and
+/// checked first). A worker told to stop both ways (the event set, and its region
+/// cancelled) sees the cancellation; read [`is_set`](Event::is_set) for the flag itself.
+///
 /// ```
-/// use treeloop_executor::{block_on, spawn};
-/// use treeloop_scope::sync::Event;
+/// use treeloop::sync::Event;
+/// use treeloop::{block_on, spawn};
 ///
 /// let stopped = block_on(async {
 ///     let stop = Event::new();
@@ -100,7 +105,31 @@ impl Event {
 
     /// Waits until the event is set.
     ///
-    /// Returns `Err(Cancelled)` in a cancelled region, even when the event is already set.
+    /// Returns `Err(Cancelled)` in a cancelled region, even when the event is already set:
+    /// the cancellation is checked first, at every poll, and is level-triggered (it stays
+    /// until the task leaves the region, R6). Use [`is_set`](Event::is_set) to read the flag
+    /// without an await point, say in cleanup.
+    ///
+    /// ```
+    /// use treeloop::sync::Event;
+    /// use treeloop::{CancelReason, Cancelled, block_on, cancelled, spawn};
+    ///
+    /// let (was_set, waited) = block_on(async {
+    ///     let stop = Event::new();
+    ///     stop.set();
+    ///     let worker = spawn({
+    ///         let stop = stop.clone();
+    ///         async move {
+    ///             cancelled().await; // from here on, the worker's region is cancelled
+    ///             (stop.is_set(), stop.wait().await)
+    ///         }
+    ///     });
+    ///     worker.cancel();
+    ///     worker.await.unwrap()
+    /// });
+    /// assert!(was_set);
+    /// assert_eq!(waited, Err(Cancelled::new(CancelReason::Explicit)));
+    /// ```
     ///
     /// # Panics
     ///

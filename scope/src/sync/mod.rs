@@ -1,5 +1,5 @@
-//! Cancellation-aware synchronisation: [`Event`], [`oneshot`] and [`mpsc`] channels,
-//! [`Mutex`] and [`Semaphore`], for tasks of one treeloop runtime.
+//! Cancellation-aware synchronisation: [`Event`], [`oneshot`], [`mpsc`] and [`broadcast`]
+//! channels, [`Mutex`] and [`Semaphore`], for tasks of one treeloop runtime.
 //!
 //! They look like tokio's, with one difference that is the point of treeloop: every wait is
 //! a treeloop await point, so it answers cancellation of the task tree, and a cancelled wait
@@ -8,10 +8,10 @@
 //! # Ground rules
 //!
 //! - **Every wait polls in the same order:** (1) the region's cancellation
-//!   ([`poll_cancelled`]) first, on every poll, even when the operation could complete (R6,
+//!   (`poll_cancelled`) first, on every poll, even when the operation could complete (R6,
 //!   level-triggered), itself a completion that spends budget (a task that ignores the
 //!   error in a loop still yields); (2) try the operation without effect; (3) if it can complete, spend
-//!   one unit of the per-poll budget ([`coop::poll_proceed`]) and only then perform it;
+//!   one unit of the per-poll budget (`coop::poll_proceed`) and only then perform it;
 //!   (4) otherwise register the waker and return `Pending`. When a region is cancelled the
 //!   runtime wakes its tasks, so step 1 is reached promptly and no wait hangs (R12).
 //! - **A cancelled operation has no effect (R7):** a cancelled receive takes no message, a
@@ -36,9 +36,7 @@ use std::task::{Context, Poll};
 
 use treeloop_executor::{Cancelled, poll_cancelled_or_outside};
 
-#[cfg(doc)]
-use treeloop_executor::{coop, poll_cancelled};
-
+pub mod broadcast;
 mod event;
 pub mod mpsc;
 mod mutex;

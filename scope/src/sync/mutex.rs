@@ -40,8 +40,8 @@ use super::semaphore::{Acquire, Permit, Semaphore};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use treeloop_executor::{block_on, spawn, yield_now};
-/// use treeloop_scope::sync::Mutex;
+/// use treeloop::{block_on, spawn, yield_now};
+/// use treeloop::sync::Mutex;
 ///
 /// let log = block_on(async {
 ///     let log = Rc::new(Mutex::new(Vec::new()));

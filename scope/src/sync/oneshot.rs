@@ -24,8 +24,8 @@ use super::enter;
 /// Creates a oneshot channel.
 ///
 /// ```
-/// use treeloop_executor::{block_on, spawn};
-/// use treeloop_scope::sync::oneshot;
+/// use treeloop::{block_on, spawn};
+/// use treeloop::sync::oneshot;
 ///
 /// let answer = block_on(async {
 ///     let (tx, mut rx) = oneshot::channel();

@@ -31,8 +31,8 @@ use super::{enter, wake_all};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use treeloop_executor::{block_on, spawn};
-/// use treeloop_scope::sync::Semaphore;
+/// use treeloop::{block_on, spawn};
+/// use treeloop::sync::Semaphore;
 ///
 /// let permits_left = block_on(async {
 ///     let connections = Rc::new(Semaphore::new(2));

@@ -76,8 +76,32 @@ impl From<Elapsed> for io::Error {
 }
 
 /// Runs `future` with a deadline `duration` from its first poll: `Ok(output)` if it finishes
-/// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`
-/// (`Ok(output)` instead if the enclosing region is cancelled by then: see the module docs).
+/// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`.
+///
+/// **An outside cancel is not a timeout.** When the code awaiting the timeout is cancelled
+/// (its task, its scope, a shutdown) while the body runs, the body's await points fail with
+/// that `Cancelled`, and the timeout returns `Ok(output)`, the body's own result: for a body
+/// that propagates the cancellation, `Ok(Err(Cancelled))`, never `Err(Elapsed)`. This holds
+/// even if the deadline passed too, in either order, as long as the outside cancel has
+/// arrived (and no shield between hides it) by the time the body and the tasks spawned in
+/// it have finished their cleanup. So
+/// `timeout(d, op).await??` unwinds a shutdown instead of treating it as a timeout to retry.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::time::{sleep, timeout};
+/// use treeloop::{Builder, CancelReason, Cancelled, spawn};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// let result = runtime.block_on(async {
+///     let request = spawn(timeout(Duration::from_secs(10), sleep(Duration::from_secs(60))));
+///     sleep(Duration::from_secs(1)).await.unwrap();
+///     request.cancel(); // from outside, long before the deadline
+///     request.await.unwrap()
+/// });
+/// // The body's own result, handed up: not `Err(Elapsed)`.
+/// assert_eq!(result, Ok(Err(Cancelled::new(CancelReason::Explicit))));
+/// ```
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout::new(Deadline::After(duration), future, Location::caller())

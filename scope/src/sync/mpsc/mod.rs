@@ -1,8 +1,8 @@
 //! A multi-producer, single-consumer channel, bounded or unbounded.
 //!
 //! ```
-//! use treeloop_executor::{block_on, spawn};
-//! use treeloop_scope::sync::mpsc;
+//! use treeloop::{block_on, spawn};
+//! use treeloop::sync::mpsc;
 //!
 //! let received = block_on(async {
 //!     let (tx, mut rx) = mpsc::bounded(2);

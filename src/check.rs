@@ -92,6 +92,13 @@ where
 
 /// Like [`check`], with the strategy and options of `builder` (its seed is replaced by each
 /// seed in turn).
+///
+/// Under [`Strategy::Pct`] without a [`pct_horizon`](Builder::pct_horizon), the horizon is
+/// learned: seed 0 runs with the default (100 steps), and every later seed with the most
+/// [`scheduling_steps`](crate::Runtime::scheduling_steps) any earlier seed took, so the
+/// change points land inside runs of the program's real length. A seed's run therefore
+/// depends on the seeds before it; the replay line names the horizon it ran with
+/// (`TREELOOP_PCT_HORIZON=k`), which fixes the horizon as `pct_horizon(k)` would.
 #[track_caller]
 pub fn check_with<F, Fut>(builder: Builder, seeds: u64, body: F)
 where
@@ -99,16 +106,30 @@ where
     Fut: Future,
     Fut::Output: CheckOutcome,
 {
+    // The test that called `check`: the root's spawn site in dumps and deadlock reports.
+    let location = std::panic::Location::caller();
     let seeds: Vec<u64> = match seed_from_env() {
         Some(replay) => vec![replay],
         None => (0..seeds_from_env().unwrap_or(seeds)).collect(),
     };
+    let learn = builder.learns_pct_horizon();
+    // PCT's horizon for the next seed: given for a replay, else the most steps seen so far.
+    let mut horizon = horizon_from_env().filter(|_| learn);
+    let learn = learn && horizon.is_none();
     for seed in seeds {
-        let runtime =
-            builder.clone().seed(seed).build().unwrap_or_else(|err| {
-                panic!("treeloop::test::check could not build a runtime: {err}")
-            });
-        let run = panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(body())));
+        let mut seeded = builder.clone().seed(seed);
+        if let Some(steps) = horizon {
+            seeded = seeded.pct_horizon(steps);
+        }
+        let runtime = seeded
+            .build()
+            .unwrap_or_else(|err| panic!("treeloop::test::check could not build a runtime: {err}"));
+        let run = panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on_at(body(), location)));
+        let ran_with = horizon;
+        if learn {
+            let steps = runtime.scheduling_steps();
+            horizon = Some(horizon.map_or(steps, |known| known.max(steps)).max(1));
+        }
         let failure = match run {
             Ok(outcome) => match outcome.into_failure() {
                 Ok(()) => continue,
@@ -116,7 +137,7 @@ where
             },
             Err(payload) => Failure::Panicked(payload),
         };
-        report_seed(seed);
+        report_seed(seed, ran_with);
         match failure {
             Failure::Panicked(payload) => panic::resume_unwind(payload),
             Failure::Returned(description) => {
@@ -139,16 +160,29 @@ fn seeds_from_env() -> Option<u64> {
     std::env::var("TREELOOP_SEEDS").ok()?.trim().parse().ok()
 }
 
-/// Prints the failing seed and how to replay it.
-fn report_seed(seed: u64) {
+/// `TREELOOP_PCT_HORIZON`, if set to a number: the learned horizon of the run replayed.
+fn horizon_from_env() -> Option<u64> {
+    std::env::var("TREELOOP_PCT_HORIZON")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Prints the failing seed and how to replay it (with the PCT horizon it ran with, if
+/// learned).
+fn report_seed(seed: u64, horizon: Option<u64>) {
     // libtest names each test's thread after the test.
     let test = std::thread::current()
         .name()
         .filter(|name| *name != "main")
         .map(str::to_owned)
         .unwrap_or_else(|| "<test name>".into());
+    let horizon = horizon
+        .map(|steps| format!(" TREELOOP_PCT_HORIZON={steps}"))
+        .unwrap_or_default();
     treeloop_executor::report::report(format_args!(
         "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
-         TREELOOP_SEED={seed} cargo test {test} -- --exact"
+         TREELOOP_SEED={seed}{horizon} cargo test {test} -- --exact"
     ));
 }

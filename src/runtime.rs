@@ -20,13 +20,14 @@ use treeloop_executor::{Executor, Options, Scheduling, Strategy, Trace, TreeDump
 use treeloop_reactor::signal::{SHUTDOWN_SIGNALS, SignalKind};
 use treeloop_reactor::{Reactor, ReactorOptions};
 
-/// Configures a [`Runtime`].
+/// Configures a [`Runtime`]. Every option is off by default: real time, no seed, no signal
+/// handled, no diagnostics.
 ///
 /// ```
 /// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
 /// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Builder {
     /// Run on virtual time.
     start_paused: bool,
@@ -34,8 +35,10 @@ pub struct Builder {
     shutdown_signals: Vec<SignalKind>,
     /// Deterministic mode's seed, if seeded.
     seed: Option<u64>,
-    /// How ready tasks are picked.
-    strategy: Strategy,
+    /// How ready tasks are picked; unset: `Random` when seeded, else `Fifo`.
+    strategy: Option<Strategy>,
+    /// PCT's step horizon; unset: the default (`test::check_with` learns one).
+    pct_horizon: Option<u64>,
     /// Record the scheduling decisions.
     record_trace: bool,
     /// Allow real sockets in a seeded run.
@@ -63,6 +66,7 @@ impl fmt::Debug for Builder {
             .field("shutdown_signals", &self.shutdown_signals)
             .field("seed", &self.seed)
             .field("strategy", &self.strategy)
+            .field("pct_horizon", &self.pct_horizon)
             .field("record_trace", &self.record_trace)
             .field("allow_real_io", &self.allow_real_io)
             .field("report_deadlocks", &self.report_deadlocks)
@@ -73,26 +77,6 @@ impl fmt::Debug for Builder {
             .field("dump_on_signal", &self.dump_on_signal)
             .field("sink", &self.sink.as_ref().map(|_| "custom"))
             .finish()
-    }
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder {
-            start_paused: false,
-            shutdown_signals: Vec::new(),
-            seed: None,
-            strategy: Strategy::Fifo,
-            record_trace: false,
-            allow_real_io: false,
-            report_deadlocks: false,
-            diagnostics: false,
-            slow_poll: None,
-            watchdog: None,
-            grace: None,
-            dump_on_signal: false,
-            sink: None,
-        }
     }
 }
 
@@ -198,11 +182,32 @@ impl Builder {
         self
     }
 
-    /// How ready tasks are picked: [`Strategy::Fifo`] (the default), `Random` or `Pct`.
-    /// The randomised strategies draw from the [`seed`](Self::seed) (0 if none is set).
+    /// How ready tasks are picked: [`Strategy::Fifo`], `Random` or `Pct`. The default is
+    /// `Random` in a seeded runtime (a seed is there to explore interleavings: 1,000 seeds
+    /// give 1,000 schedules) and `Fifo` otherwise. The randomised strategies draw from the
+    /// [`seed`](Self::seed) (0 if none is set). `Fifo` with a seed is a deterministic run
+    /// with virtual time that always picks the first woken task.
     pub fn strategy(mut self, strategy: Strategy) -> Builder {
-        self.strategy = strategy;
+        self.strategy = Some(strategy);
         self
+    }
+
+    /// The number of scheduling steps `k` over which [`Strategy::Pct`] spreads its
+    /// `depth - 1` change points: the run's length, counted in picks made while two or more
+    /// tasks were ready ([`Runtime::scheduling_steps`] of an earlier run). Too large, and
+    /// change points fall past the end of the run; too small, and they crowd its start.
+    ///
+    /// Unset, a runtime uses 100 steps, while [`test::check_with`](crate::test::check_with)
+    /// learns it: each seed runs with the most steps an earlier seed took. Set, it is used
+    /// as is, by `check_with` too. Other strategies ignore it.
+    pub fn pct_horizon(mut self, steps: u64) -> Builder {
+        self.pct_horizon = Some(steps);
+        self
+    }
+
+    /// Whether `test::check_with` should learn PCT's horizon: PCT, and none given.
+    pub(crate) fn learns_pct_horizon(&self) -> bool {
+        matches!(self.strategy, Some(Strategy::Pct { .. })) && self.pct_horizon.is_none()
     }
 
     /// Records every scheduling decision, readable with [`Runtime::trace`] (always on in
@@ -291,9 +296,13 @@ impl Builder {
             dump_on_signal: self.dump_on_signal,
         })?;
         let scheduling = Scheduling {
-            strategy: self.strategy,
+            strategy: self.strategy.unwrap_or(match seed {
+                Some(_) => Strategy::Random,
+                None => Strategy::Fifo,
+            }),
             seed: seed.unwrap_or(0),
             trace: self.record_trace || seed.is_some(),
+            pct_horizon: self.pct_horizon,
         };
         let diagnostics = Diagnostics {
             clock: Some(reactor.clock_source()),
@@ -340,6 +349,15 @@ impl Runtime {
     ///   task whose `JoinHandle` was dropped without taking it (R17).
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.block_on_at(future, std::panic::Location::caller())
+    }
+
+    /// `block_on` with the root's spawn location given (`test::check` passes its caller's).
+    pub(crate) fn block_on_at<F: Future>(
+        &self,
+        future: F,
+        location: &'static std::panic::Location<'static>,
+    ) -> F::Output {
         assert!(
             !treeloop_executor::in_runtime(),
             "block_on called inside a treeloop runtime: a nested block_on would stall the event \
@@ -347,7 +365,7 @@ impl Runtime {
         );
         let mut reactor = self.reactor.borrow_mut();
         let _reactor = reactor.enter();
-        self.executor.block_on(future, &mut *reactor)
+        self.executor.block_on_at(future, &mut *reactor, location)
     }
 }
 
@@ -355,6 +373,13 @@ impl Runtime {
     /// The seed this runtime runs with, in deterministic mode.
     pub fn seed(&self) -> Option<u64> {
         self.seed
+    }
+
+    /// Scheduling steps taken so far: picks made while two or more tasks were ready (the
+    /// root future counts as a task), under `Random` and `Pct` (0 under `Fifo`). A run's
+    /// count is the horizon to give [`Builder::pct_horizon`] for the runs after it.
+    pub fn scheduling_steps(&self) -> u64 {
+        self.executor.scheduling_steps()
     }
 
     /// The scheduling decisions recorded so far, and their hash (empty unless tracing).

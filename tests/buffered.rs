@@ -837,3 +837,98 @@ fn futures_lite_read_line_dropped_midway_loses_the_half_line() {
         assert_eq!(line, "world\n");
     });
 }
+
+/// A stream that reads and writes only through `&mut self`, as a TLS stream does: what
+/// `treeloop::io::split` is for.
+#[derive(Debug)]
+struct MutOnly(DuplexStream);
+
+impl AsyncRead for MutOnly {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for MutOnly {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[test]
+fn split_gives_a_reader_task_and_a_writer_task_one_mut_only_stream_and_reunites() {
+    block_on(async {
+        let (near, far) = duplex(4);
+        let (reader, writer) = treeloop::io::split(MutOnly(near));
+        // The writer sends 12 bytes through a 4-byte pipe while the reader, in another
+        // task, waits for the far end's reply: both halves are in use at once.
+        let writing = spawn(async move {
+            writer.write_all(b"abcdefghijkl").await.unwrap();
+            writer.flush().await.unwrap();
+            writer
+        });
+        let reading = spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            let line = lines.next_line().await.unwrap();
+            (line, lines.into_inner().into_inner())
+        });
+        let mut got = [0; 12];
+        let mut n = 0;
+        while n < 12 {
+            n += far.read(&mut got[n..]).await.unwrap();
+        }
+        assert_eq!(&got, b"abcdefghijkl");
+        far.write_all(b"ok\n").await.unwrap();
+        let writer = writing.await.unwrap();
+        let (line, reader) = reading.await.unwrap();
+        assert_eq!(line.as_deref(), Some("ok"));
+        let MutOnly(near) = reader.reunite(writer).expect("halves of one stream");
+        near.write_all(b"!").await.unwrap();
+        let mut bang = [0; 1];
+        assert_eq!(far.read(&mut bang).await.unwrap(), 1);
+        assert_eq!(&bang, b"!");
+    });
+}
+
+#[test]
+fn split_halves_of_two_streams_do_not_reunite_and_close_is_a_half_close() {
+    block_on(async {
+        let (a, a_far) = duplex(8);
+        let (b, _b_far) = duplex(8);
+        let (read_a, write_a) = treeloop::io::split(MutOnly(a));
+        let (_read_b, write_b) = treeloop::io::split(MutOnly(b));
+        let err = read_a.reunite(write_b).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tried to reunite the halves of two different streams"
+        );
+        let treeloop::io::ReuniteError(read_a, _write_b) = err;
+        // Closing the write half: the far end reads end of stream, the read half still reads.
+        write_a.write_all(b"bye").await.unwrap();
+        write_a.close().await.unwrap();
+        let mut got = Vec::new();
+        let mut far = a_far;
+        far.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        far.write_all(b"still").await.unwrap();
+        let mut buf = [0; 8];
+        assert_eq!(read_a.read(&mut buf).await.unwrap(), 5);
+        assert_eq!(&buf[..5], b"still");
+    });
+}

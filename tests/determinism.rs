@@ -346,3 +346,89 @@ fn a_paused_runtime_reports_a_lost_wake_up_as_a_deadlock_when_asked() {
     // Timers still count as a way out: a sleep is not a deadlock.
     rt.block_on(async { sleep(Duration::from_secs(5)).await.unwrap() });
 }
+
+#[test]
+fn a_seed_alone_explores_interleavings_and_fifo_must_be_asked_for() {
+    let order = |builder: Builder| {
+        builder.build().unwrap().block_on(async {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let tasks: Vec<_> = (0..4)
+                .map(|n| {
+                    let log = log.clone();
+                    spawn(async move {
+                        yield_now().await.unwrap();
+                        log.borrow_mut().push(n);
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            log.take()
+        })
+    };
+    let seeded: std::collections::BTreeSet<Vec<u32>> = (0..100)
+        .map(|seed| order(Builder::new().seed(seed)))
+        .collect();
+    // 4 tasks have 24 orders; 100 seeds of a random strategy find most of them.
+    assert!(
+        seeded.len() >= 12,
+        "only {} orders: {seeded:?}",
+        seeded.len()
+    );
+    let fifo: std::collections::BTreeSet<Vec<u32>> = (0..100)
+        .map(|seed| order(Builder::new().seed(seed).strategy(Strategy::Fifo)))
+        .collect();
+    assert_eq!(fifo.into_iter().collect::<Vec<_>>(), [vec![0, 1, 2, 3]]);
+}
+
+#[test]
+fn a_long_run_keeps_only_the_latest_trace_events_but_hashes_them_all() {
+    let run = |yields: u32| {
+        let rt = seeded(8);
+        rt.block_on(async move {
+            let tasks: Vec<_> = (0..3)
+                .map(|_| {
+                    spawn(async move {
+                        for _ in 0..yields {
+                            yield_now().await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        rt.trace()
+    };
+    let long = run(30_000);
+    assert!(long.recorded > 90_000, "{} events", long.recorded);
+    assert_eq!(long.events.len(), 65_536, "only the latest are kept");
+    assert_eq!(run(30_000), long, "same seed, same kept events, same hash");
+    // Every event is in the hash, the dropped ones too: a different start, another hash.
+    assert_ne!(run(29_999).hash, long.hash);
+    let short = run(10);
+    assert_eq!(short.events.len() as u64, short.recorded);
+}
+
+#[test]
+fn a_deadlock_under_check_names_the_test_as_the_roots_spawn_site() {
+    let report = std::panic::catch_unwind(|| {
+        treeloop::test::check(1, || async {
+            let (a, _b) = duplex(8);
+            let mut buf = [0u8; 1];
+            // Nobody will ever write to `a`.
+            a.read(&mut buf).await.unwrap();
+        })
+    })
+    .unwrap_err();
+    let message = report.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("treeloop deadlock"), "{message}");
+    let root = message
+        .lines()
+        .find(|line| line.starts_with("#0 root"))
+        .unwrap_or_else(|| panic!("no root line in {message}"));
+    assert!(root.contains("tests/determinism.rs:"), "{root}");
+    assert!(!message.contains("src/check.rs"), "{message}");
+}

@@ -579,3 +579,43 @@ fn a_timeout_that_returned_before_the_enclosing_cancel_reports_elapsed() {
     assert_eq!(at, 30);
     assert!(result.is_err(), "Elapsed: {result:?}");
 }
+
+#[test]
+fn a_body_ready_exactly_at_the_deadline_loses_and_takes_nothing() {
+    paused().block_on(async {
+        let start = Instant::now();
+        // The reply and the deadline are due at the same instant: the deadline is checked
+        // first, so the body's sleep fails (documented in scope/src/time/timeout.rs).
+        let result = timeout(ms(50), async {
+            sleep(ms(50)).await?;
+            Ok::<_, Cancelled>("reply")
+        })
+        .await;
+        assert_eq!(result.map_err(|e| e.deadline()), Err(start + ms(50)));
+        assert_eq!(ms_since(start), 50);
+    });
+}
+
+#[test]
+fn a_message_sent_exactly_at_the_deadline_is_never_lost() {
+    // Whichever of the sender and the timeout runs first at 50 ms, the timeout reports
+    // `Elapsed` and the message stays in the channel for the next receive.
+    for seed in 0..20 {
+        let runtime = treeloop::Builder::new()
+            .seed(seed)
+            .strategy(treeloop::Strategy::Random)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (tx, mut rx) = treeloop::sync::mpsc::bounded::<&str>(1);
+            let sender = spawn(async move {
+                sleep(ms(50)).await.unwrap();
+                tx.send("reply").await.unwrap();
+            });
+            let got = timeout(ms(50), rx.recv()).await;
+            sender.await.unwrap();
+            assert!(got.is_err(), "seed {seed}: {got:?}");
+            assert_eq!(rx.try_recv(), Ok("reply"), "seed {seed}");
+        });
+    }
+}

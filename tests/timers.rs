@@ -550,3 +550,126 @@ fn a_wake_from_another_thread_does_not_make_a_paused_clock_with_live_io_jump() {
     assert!(!sleeper_done, "the 3 s timer fired at {virtual_elapsed:?}");
     assert!(virtual_elapsed < ms(3_000), "{virtual_elapsed:?}");
 }
+
+/// Virtual time stands still while `unblock` work runs (tokio's clock does the same during
+/// `spawn_blocking`): a timeout around 20 ms of blocking work returns the work's result,
+/// and no virtual time passed. It used to jump to the timeout's deadline as soon as the
+/// loop had nothing to run: `Elapsed`, every time. (The closure's sleep is the blocking
+/// work under test, not a wait for something to happen; nothing asserts real time.)
+#[test]
+fn a_paused_clock_stands_still_while_unblock_work_runs() {
+    let (result, elapsed, sleeper_done) = paused().block_on(async {
+        let start = Instant::now();
+        let sleeper = spawn(sleep(ms(30)));
+        let result = treeloop::time::timeout(
+            ms(50),
+            treeloop::unblock(|| {
+                std::thread::sleep(ms(20));
+                "worked"
+            }),
+        )
+        .await;
+        let elapsed = start.elapsed();
+        let sleeper_done = sleeper.is_finished();
+        sleeper.await.unwrap().unwrap();
+        (result, elapsed, sleeper_done)
+    });
+    assert_eq!(result, Ok(Ok("worked")));
+    assert_eq!(
+        elapsed,
+        Duration::ZERO,
+        "no virtual time passed during the work"
+    );
+    assert!(!sleeper_done, "a 30 ms timer fired while the work ran");
+}
+
+/// In a seeded runtime `unblock` runs its closure inline, on the loop's thread, so the run
+/// replays: the same result, the same trace hash.
+#[test]
+fn a_seeded_runtime_runs_unblock_inline_and_replays() {
+    let run = || {
+        let runtime = treeloop::Builder::new()
+            .seed(11)
+            .strategy(treeloop::Strategy::Random)
+            .build()
+            .unwrap();
+        let loop_thread = std::thread::current().id();
+        let (on_loop_thread, order) = runtime.block_on(async move {
+            let log = Log::new();
+            let tasks: Vec<_> = (0..4)
+                .map(|n| {
+                    let log = log.clone();
+                    spawn(async move {
+                        let thread = treeloop::unblock(move || std::thread::current().id())
+                            .await
+                            .unwrap();
+                        log.push(format!("job {n}"));
+                        thread
+                    })
+                })
+                .collect();
+            let mut on_loop_thread = true;
+            for task in tasks {
+                on_loop_thread &= task.await.unwrap() == loop_thread;
+            }
+            (on_loop_thread, log.take())
+        });
+        (on_loop_thread, order, runtime.trace().hash)
+    };
+    let first = run();
+    assert!(first.0, "a seeded unblock ran off the loop's thread");
+    assert_eq!(first.1.len(), 4);
+    assert_eq!(run(), first, "same seed, same order, same trace");
+}
+
+/// A panic in a seeded (inline) `unblock` closure is the awaiting task's panic, as on the
+/// pool.
+#[test]
+fn a_panic_in_a_seeded_unblock_is_the_awaiting_tasks_panic() {
+    let runtime = treeloop::Builder::new().seed(2).build().unwrap();
+    let joined = runtime.block_on(async {
+        spawn(async {
+            let job = treeloop::unblock(|| -> u32 { panic!("job failed") });
+            job.await.unwrap()
+        })
+        .await
+    });
+    let err = joined.unwrap_err();
+    assert!(err.is_panic(), "{err:?}");
+    assert_eq!(
+        err.into_panic().downcast_ref::<&str>().copied(),
+        Some("job failed")
+    );
+}
+
+/// Every virtual clock of the process starts at the same zero, so same-seed runs hold equal
+/// instants and print them the same: an `Elapsed` shows its deadline as a distance from
+/// that zero, not the system clock's fields.
+#[test]
+fn virtual_instants_print_the_same_in_every_run() {
+    let run = || {
+        let runtime = treeloop::Builder::new().seed(4).build().unwrap();
+        runtime.block_on(async {
+            let start = Instant::now();
+            let elapsed = treeloop::time::timeout(ms(50), sleep(ms(80)))
+                .await
+                .unwrap_err();
+            (start, format!("{elapsed:?}"))
+        })
+    };
+    let (first_start, first) = run();
+    let (second_start, second) = run();
+    assert_eq!(
+        first_start, second_start,
+        "virtual time starts at the same zero"
+    );
+    assert_eq!(first, "Elapsed { deadline: Instant(+50ms) }");
+    assert_eq!(second, first);
+    assert_eq!(
+        format!(
+            "{:?}",
+            paused().block_on(async { Instant::now() + ms(1500) })
+        ),
+        "Instant(+1.5s)"
+    );
+}

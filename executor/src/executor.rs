@@ -135,6 +135,9 @@ pub struct Scheduling {
     pub seed: u64,
     /// Record every decision (see [`Executor::trace`]).
     pub trace: bool,
+    /// The steps `Strategy::Pct` spreads its change points over (its `k`); `None` for the
+    /// default (see [`Strategy::Pct`]).
+    pub pct_horizon: Option<u64>,
 }
 
 impl Core {
@@ -448,7 +451,11 @@ impl Executor {
         Executor {
             core: Rc::new(Core {
                 tree: RefCell::new(Tree::new()),
-                queue: RefCell::new(RunQueue::new(scheduling.strategy, scheduling.seed)),
+                queue: RefCell::new(RunQueue::new(
+                    scheduling.strategy,
+                    scheduling.seed,
+                    scheduling.pct_horizon,
+                )),
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
@@ -475,6 +482,12 @@ impl Executor {
         self.core.tree.borrow().len()
     }
 
+    /// Scheduling steps taken so far: picks made while two or more jobs were ready, the `k`
+    /// of [`Strategy::Pct`] (counted under `Random` and `Pct`; 0 under `Fifo`).
+    pub fn scheduling_steps(&self) -> u64 {
+        self.core.queue.borrow().steps()
+    }
+
     /// The decisions recorded so far (empty unless tracing was asked for).
     pub fn trace(&self) -> Trace {
         self.core
@@ -494,7 +507,17 @@ impl Executor {
     /// `JoinHandle` (the root's own panic first).
     #[track_caller]
     pub fn block_on<F: Future, P: Park>(&self, future: F, park: &mut P) -> F::Output {
-        let location = Location::caller();
+        self.block_on_at(future, park, Location::caller())
+    }
+
+    /// [`block_on`](Self::block_on) with the root's spawn location given: for a wrapper
+    /// (`test::check`) whose own caller is where the root was really started.
+    pub fn block_on_at<F: Future, P: Park>(
+        &self,
+        future: F,
+        park: &mut P,
+        location: &'static Location<'static>,
+    ) -> F::Output {
         let _context = context::enter(self.core.clone());
         // If this frame unwinds (a bug, or a Park that panicked), drop every task here,
         // on the loop thread, instead of leaking them into wakers held elsewhere.

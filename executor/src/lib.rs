@@ -79,7 +79,7 @@ pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use root::wake_all;
 pub use shield::{Shield, shield};
 pub use strategy::Strategy;
-pub use trace::{Trace, TraceEvent};
+pub use trace::{EVENTS_KEPT, Trace, TraceEvent};
 pub use tree::TaskId;
 
 /// Spawns `future` as a child of the task (or shield, or root) being polled.

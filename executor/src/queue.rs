@@ -44,6 +44,16 @@ impl Job {
             Job::Root => u64::MAX,
         }
     }
+
+    /// A key no other live job has, known without the tree: the task's slab key, or
+    /// `u64::MAX` for the root. (A key is reused only after its task completed, and a
+    /// completed task is never queued again.)
+    fn slot(&self) -> u64 {
+        match self {
+            Job::Task(runnable) => u64::from(*runnable.metadata()),
+            Job::Root => u64::MAX,
+        }
+    }
 }
 
 /// A drained queue whose buffer holds more slots than this gives the memory back (see
@@ -59,25 +69,34 @@ const KEEP: usize = 256;
 /// By default a plain FIFO: a task woken while it runs goes to the back like any other, so
 /// one task cannot monopolise the loop (the per-poll budget in [`crate::coop`] handles the
 /// task that stays ready *within* a poll). In deterministic mode the [`Picker`] chooses which
-/// ready job runs next from the seed; the loop does not know the difference.
+/// ready job runs next from the seed; the loop does not know the difference. FIFO and
+/// Random keep the jobs here and take the front or a random index; PCT keeps them in its own
+/// priority heap (a scan of this deque per pick cost O(n)), so `ready` stays empty under it.
 pub(crate) struct RunQueue {
-    /// Waiting jobs, oldest first.
+    /// Waiting jobs, oldest first (FIFO and Random).
     ready: VecDeque<Job>,
     /// Which one runs next.
-    picker: Picker,
+    picker: Picker<Job>,
 }
 
 impl RunQueue {
-    pub(crate) fn new(strategy: Strategy, seed: u64) -> Self {
+    /// A queue for `strategy` seeded with `seed`; `pct_horizon` is PCT's step horizon.
+    pub(crate) fn new(strategy: Strategy, seed: u64, pct_horizon: Option<u64>) -> Self {
         RunQueue {
             ready: VecDeque::new(),
-            picker: Picker::new(strategy, seed),
+            picker: Picker::new(strategy, seed, pct_horizon),
         }
     }
 
     #[inline]
     pub(crate) fn push(&mut self, job: Job) {
-        self.ready.push_back(job);
+        match &mut self.picker {
+            Picker::Pct(pct) => {
+                let slot = job.slot();
+                pct.push(job, slot);
+            }
+            _ => self.ready.push_back(job),
+        }
     }
 
     /// The next job to run. When this empties a queue that a burst grew large (100,000
@@ -101,12 +120,28 @@ impl RunQueue {
     /// [`RunQueue::pop`] under a seeded strategy.
     #[inline(never)]
     fn pick(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
-        if self.ready.is_empty() {
-            return None;
+        match &mut self.picker {
+            Picker::Fifo => self.ready.pop_front(),
+            Picker::Random(uniform) => {
+                if self.ready.is_empty() {
+                    return None;
+                }
+                let index = uniform.pick(self.ready.len());
+                self.ready.remove(index)
+            }
+            Picker::Pct(pct) => {
+                let tree = tree.borrow();
+                let job = pct.pop(|job| job.trace_id(&tree), Job::slot);
+                pct.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                job
+            }
         }
-        let tree = tree.borrow();
-        let index = self.picker.pick(&self.ready, |job| job.trace_id(&tree));
-        self.ready.remove(index)
+    }
+
+    /// Picks made so far while two or more jobs were ready: the steps of PCT's horizon
+    /// (counted under Random and PCT; 0 under FIFO).
+    pub(crate) fn steps(&self) -> u64 {
+        self.picker.steps()
     }
 
     #[cold]
@@ -122,11 +157,21 @@ impl RunQueue {
 
     /// The jobs waiting, in no particular order (for dumps).
     pub(crate) fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.ready.iter()
+        let pct = match &self.picker {
+            Picker::Pct(pct) => Some(pct),
+            _ => None,
+        };
+        self.ready
+            .iter()
+            .chain(pct.into_iter().flat_map(|pct| pct.jobs()))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ready.is_empty()
+            && match &self.picker {
+                Picker::Pct(pct) => pct.is_empty(),
+                _ => true,
+            }
     }
 }
 
@@ -197,7 +242,7 @@ mod tests {
     #[test]
     fn a_queue_drained_after_a_burst_gives_its_buffer_back() {
         let tree = RefCell::new(Tree::new());
-        let mut queue = RunQueue::new(Strategy::Fifo, 0);
+        let mut queue = RunQueue::new(Strategy::Fifo, 0, None);
         for _ in 0..100_000 {
             queue.push(Job::Root);
         }

@@ -4,17 +4,32 @@
 //!
 //! - Every choice comes from [`SplitMix64`], seeded once: the same seed and the same program
 //!   make the same choices, run after run, build after build (no `std` hasher, no address,
-//!   no clock is ever consulted).
+//!   no clock is ever consulted, and nothing is keyed by a randomly seeded map).
 //! - [`Strategy::Fifo`] makes no choice at all and costs nothing: it is the default.
 //! - [`Strategy::Random`] picks uniformly among the ready jobs: good at finding bugs that
 //!   need *some* unusual order.
 //! - [`Strategy::Pct`] is probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010):
-//!   each task gets a random priority, the highest-priority ready job always runs, and at
-//!   `depth - 1` random steps the running task drops to a low priority. A bug that needs `d`
-//!   specific ordering constraints is found with probability at least 1/(n·k^(d-1)) per run.
+//!   see [`Pct`] for the algorithm and [`Strategy::Pct`] for the guarantee.
+//! - A *step* is a pick made while two or more jobs were ready (a pick with no choice
+//!   cannot order anything; the paper's §4.1 skips such steps too). Random and PCT count
+//!   them, and a run's count is the `k` that PCT's next run spreads its change points over
+//!   (`test::check_with` learns it run by run).
+//!
+//! # How PCT knows a poll ended in a yield
+//!
+//! A job that is woken *while it is being polled* (between its pick and the next one) woke
+//! itself: `yield_now`/`checkpoint` wake their own task and return `Pending`, and so does a
+//! leaf future whose task spent its per-poll budget. The run queue sees it without any help
+//! from the future: the woken job's slot equals the slot of the job it handed out last
+//! ([`Woken::ByItself`]). This is the fact async-task reports as
+//! `ScheduleInfo::woken_while_running`, observed one level up so that the `block_on` root
+//! (not an async-task task) is covered too. (A labelled simplification: a wake of the last
+//! job of a tick that arrives between its poll and the next pick, say a due timer in a
+//! non-blocking park after a full tick, counts as its own; an idle loop clears the mark, so
+//! a jump of virtual time never does.)
 
-use std::collections::HashMap;
-use std::collections::VecDeque;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// How the scheduler picks the next ready job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,15 +39,54 @@ pub enum Strategy {
     Fifo,
     /// Uniformly random among the ready jobs.
     Random,
-    /// Priority-based probabilistic concurrency testing with bug depth `depth` (≥ 1).
+    /// Priority-based probabilistic concurrency testing (PCT) with bug depth `depth` (≥ 1).
+    ///
+    /// Each task gets a random priority when first queued, the highest-priority ready task
+    /// always runs, and at `depth - 1` steps drawn uniformly from `1..=k` the task picked
+    /// drops below every other. A *step* is a pick made while at least two tasks were ready
+    /// (the `block_on` future counts as a task); `k`, the *horizon*, is the run's number of
+    /// steps. A yield is a step like any other: the yielder keeps its priority, so the top
+    /// task runs on through its yields and is preempted only at a change point (depth 1 has
+    /// none: priorities alone, never a preemption).
+    ///
+    /// The guarantee (Burckhardt et al., ASPLOS 2010): for a run of `n` tasks and `k` steps,
+    /// a bug that needs `d` ordering constraints (its depth: 1 for "B runs before A", 2 for
+    /// "A is preempted between its read and its write, and B writes in between") is found
+    /// with probability at least 1 / (n · k^(d-1)) by one seed when `depth >= d` and `k`
+    /// covers the run. Uniform choice, by contrast, needs luck at every step of a long run.
+    ///
+    /// The horizon is an estimate. `treeloop::test::check_with` learns it: each seed runs
+    /// with the most steps an earlier seed took (the first seed with the default, 100
+    /// steps). `Builder::pct_horizon` fixes it. A runtime built directly uses the fixed
+    /// horizon or the default, so the seed and the options alone determine the run.
+    ///
+    /// One departure from the paper, for spin loops: a task yielding 64 times in a row while
+    /// others are ready (spinning on `yield_now` for another task to act) drops below every
+    /// other, so the task it waits for runs.
     Pct {
         /// How many ordering constraints the bugs sought need (1 = plain random priorities).
         depth: u32,
     },
 }
 
-/// The steps PCT spreads its priority changes over.
-const PCT_STEPS: u64 = 10_000;
+/// The horizon PCT assumes when it has no estimate: the first seed of `test::check_with`,
+/// or a runtime built without `Builder::pct_horizon`. Small tests take tens of steps; a
+/// default far above that would waste change points past the end of the run.
+pub(crate) const DEFAULT_PCT_HORIZON: u64 = 100;
+
+/// Yields in a row, each with another job ready, after which PCT takes a task for a spinner
+/// and drops its priority below every other. Far above the handful of yields a task makes
+/// between the interleavings a test cares about (so PCT can still run a task through them
+/// unpreempted), far below the iterations a spin loop runs before a test gives up on it.
+const SPIN_YIELDS: u32 = 64;
+
+/// The lowest fresh priority: fresh priorities are drawn from `FRESH..2^63`, and every
+/// lowering takes the next number below `FRESH`, so a lowered job runs after every job that
+/// was never lowered, and after every job lowered before it.
+const FRESH: u64 = 1 << 62;
+
+/// A priority not assigned yet (every assigned priority is above it).
+const UNSET: u64 = 0;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state, one addition and three
 /// xor-shift-multiplies per number. Tiny, fast, and fully specified, so sequences are
@@ -59,89 +113,317 @@ impl SplitMix64 {
     /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift (its bias is below 2^-32 for
     /// the queue lengths seen here, and the result is deterministic either way).
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+        self.below_u64(n as u64) as usize
+    }
+
+    /// [`below`](Self::below) for a `u64` bound.
+    fn below_u64(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 }
 
-/// The strategy's state.
-pub(crate) enum Picker {
+/// The strategy's state. `J` is the queue's job type: the picker never looks inside a job,
+/// it asks the queue for the two numbers it needs (see [`Pct::pop`]).
+pub(crate) enum Picker<J> {
     /// Front of the queue.
     Fifo,
     /// Uniform choice.
-    Random(SplitMix64),
-    /// PCT state.
-    Pct(Pct),
+    Random(Uniform),
+    /// PCT state, which keeps the ready jobs itself.
+    Pct(Pct<J>),
+}
+
+impl<J> Picker<J> {
+    /// The picker for `strategy`, drawing from `seed`; `horizon` is PCT's `k` (see
+    /// [`Strategy::Pct`]), [`DEFAULT_PCT_HORIZON`] if `None`.
+    pub(crate) fn new(strategy: Strategy, seed: u64, horizon: Option<u64>) -> Picker<J> {
+        let rng = SplitMix64::new(seed);
+        match strategy {
+            Strategy::Fifo => Picker::Fifo,
+            Strategy::Random => Picker::Random(Uniform { rng, steps: 0 }),
+            Strategy::Pct { depth } => Picker::Pct(Pct::new(
+                rng,
+                u64::from(depth.max(1)),
+                horizon.unwrap_or(DEFAULT_PCT_HORIZON).max(1),
+            )),
+        }
+    }
+
+    /// Steps taken so far (picks made with a choice); 0 under FIFO, which does not count.
+    pub(crate) fn steps(&self) -> u64 {
+        match self {
+            Picker::Fifo => 0,
+            Picker::Random(uniform) => uniform.steps,
+            Picker::Pct(pct) => pct.steps,
+        }
+    }
+}
+
+/// Uniformly random choice.
+pub(crate) struct Uniform {
+    /// The generator.
+    rng: SplitMix64,
+    /// Picks made with a choice.
+    steps: u64,
+}
+
+impl Uniform {
+    /// The index, among `len > 0` ready jobs, of the one to run next. One number is drawn
+    /// per pick, choice or not: the sequence (and so every trace) is the one it always was.
+    pub(crate) fn pick(&mut self, len: usize) -> usize {
+        if len >= 2 {
+            self.steps += 1;
+        }
+        self.rng.below(len)
+    }
+}
+
+/// Why a job was queued: the fact PCT's spin rule needs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// By another job, a timer, I/O, another thread, or its spawn.
+    ByOther,
+    /// By itself, during its own poll: a yield.
+    ByItself,
+}
+
+/// A ready job in PCT's heap, ordered by priority (then number, so no two compare equal).
+struct Ranked<J> {
+    /// Its priority when it was queued.
+    priority: u64,
+    /// Its number within the runtime (see `Job::trace_id`).
+    number: u64,
+    /// Why it was queued.
+    woken: Woken,
+    /// The job.
+    job: J,
+}
+
+impl<J> Ranked<J> {
+    fn key(&self) -> (u64, u64) {
+        (self.priority, self.number)
+    }
+}
+
+impl<J> PartialEq for Ranked<J> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<J> Eq for Ranked<J> {}
+
+impl<J> PartialOrd for Ranked<J> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<J> Ord for Ranked<J> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 /// Priority-based probabilistic concurrency testing.
-pub(crate) struct Pct {
+///
+/// The algorithm, as in the paper: every task gets a random priority when first queued
+/// (above every lowered one); each pick runs the highest-priority ready job; `depth - 1`
+/// distinct change points are drawn from `1..=horizon` up front, and the job picked at step
+/// `c_i` drops below every other once it has run that step (a later drop lands below an
+/// earlier one, as the paper's `d - i`). One departure, for spin loops: a job picked again
+/// after [`SPIN_YIELDS`] consecutive yields with others ready drops the same way.
+///
+/// The ready jobs live in a binary heap keyed by priority, so a pick costs O(log n) whatever
+/// the queue's length (the first version scanned the queue and looked every job's priority
+/// up in a map: 1,000x the cost of FIFO at 10,000 ready tasks). A job's priority never
+/// changes while it is queued (drops happen to the job just picked, or as a self-woken job
+/// is ranked), so the heap needs no deletion. Jobs queued since the last pick wait in
+/// `woken` and are ranked at the next pick, where the tree (which numbers them) is at hand:
+/// a wake may come from inside a borrow of the tree, a pick never does.
+pub(crate) struct Pct<J> {
     /// The generator.
     rng: SplitMix64,
-    /// Each job's priority, by trace id; high runs first. Assigned on first sight.
-    priority: HashMap<u64, u64>,
-    /// Steps (picks) at which the picked job drops to a low priority, ascending.
+    /// Ranked ready jobs; the highest priority on top.
+    ready: BinaryHeap<Ranked<J>>,
+    /// Jobs queued since the last pick, in queue order, with why.
+    woken: Vec<(J, Woken)>,
+    /// Each task's priority by its number ([`UNSET`] until first queued). A `Vec`, not a
+    /// map: numbers are dense (creation order within the runtime) and never reused, so this
+    /// costs 8 bytes per node the run ever created, and a lookup is an index.
+    priority: Vec<u64>,
+    /// The `block_on` future's priority (its number, `u64::MAX`, is not an index).
+    root_priority: u64,
+    /// The priority the next drop gives: below [`FRESH`] and below every earlier drop.
+    next_low: u64,
+    /// Steps at which the job picked drops, ascending and distinct.
     change_points: Vec<u64>,
-    /// Picks made so far.
-    step: u64,
-    /// The bug depth.
-    depth: u64,
+    /// How many of `change_points` have passed.
+    passed: usize,
+    /// Steps taken: picks made with two or more jobs ready.
+    steps: u64,
+    /// The slot of the job handed out last, until a pick finds nothing ready: a job queued
+    /// with this slot woke itself during its poll.
+    running: Option<u64>,
+    /// The number of the job picked last, and how many yields in a row (each with others
+    /// ready) it has been picked again after.
+    streak: (u64, u32),
 }
 
-impl Picker {
-    pub(crate) fn new(strategy: Strategy, seed: u64) -> Picker {
-        let mut rng = SplitMix64::new(seed);
-        match strategy {
-            Strategy::Fifo => Picker::Fifo,
-            Strategy::Random => Picker::Random(rng),
-            Strategy::Pct { depth } => {
-                let depth = u64::from(depth.max(1));
-                let mut change_points: Vec<u64> =
-                    (1..depth).map(|_| 1 + rng.next_u64() % PCT_STEPS).collect();
-                change_points.sort_unstable();
-                Picker::Pct(Pct {
-                    rng,
-                    priority: HashMap::new(),
-                    change_points,
-                    step: 0,
-                    depth,
-                })
+impl<J> Pct<J> {
+    fn new(mut rng: SplitMix64, depth: u64, horizon: u64) -> Pct<J> {
+        // `depth - 1` distinct steps in 1..=horizon (fewer if the horizon is shorter).
+        let wanted = (depth - 1).min(horizon) as usize;
+        let mut change_points = Vec::with_capacity(wanted);
+        while change_points.len() < wanted {
+            let step = 1 + rng.below_u64(horizon);
+            if !change_points.contains(&step) {
+                change_points.push(step);
             }
+        }
+        change_points.sort_unstable();
+        Pct {
+            rng,
+            ready: BinaryHeap::new(),
+            woken: Vec::new(),
+            priority: Vec::new(),
+            root_priority: UNSET,
+            next_low: FRESH - 1,
+            change_points,
+            passed: 0,
+            steps: 0,
+            running: None,
+            streak: (u64::MAX, 0),
         }
     }
 
-    /// The index in `ready` of the job to run next; `id` gives a job's trace id.
-    pub(crate) fn pick<J>(&mut self, ready: &VecDeque<J>, id: impl Fn(&J) -> u64) -> usize {
-        match self {
-            Picker::Fifo => 0,
-            Picker::Random(rng) => rng.below(ready.len()),
-            Picker::Pct(pct) => pct.pick(ready, id),
-        }
+    /// Queues `job`, whose slot (a key unique among live jobs) is `slot`. No tree access:
+    /// this runs inside wakes.
+    pub(crate) fn push(&mut self, job: J, slot: u64) {
+        let woken = if self.running == Some(slot) {
+            Woken::ByItself
+        } else {
+            Woken::ByOther
+        };
+        self.woken.push((job, woken));
     }
-}
 
-impl Pct {
-    fn pick<J>(&mut self, ready: &VecDeque<J>, id: impl Fn(&J) -> u64) -> usize {
-        self.step += 1;
-        let mut best = (0, 0);
-        for (index, job) in ready.iter().enumerate() {
-            let job_id = id(job);
-            let depth = self.depth;
-            let rng = &mut self.rng;
-            // Fresh tasks get a random priority above every change-point priority.
-            let priority = *self
-                .priority
-                .entry(job_id)
-                .or_insert_with(|| depth + (rng.next_u64() >> 1));
-            if index == 0 || priority > best.1 {
-                best = (index, priority);
+    /// The next job: the highest-priority ready one. `number` gives a job's number within
+    /// the runtime (stable across runs: what priorities are kept by), `slot` its slot.
+    pub(crate) fn pop(
+        &mut self,
+        number: impl Fn(&J) -> u64,
+        slot: impl Fn(&J) -> u64,
+    ) -> Option<J> {
+        // 1. Rank the jobs queued since the last pick, in the order they were queued (so
+        //    fresh priorities are drawn in a reproducible order).
+        let others_ready = self.ready.len() + self.woken.len() > 1;
+        // (Taken out and put back, so the buffer is reused and `self` stays free to borrow.)
+        let mut woken = std::mem::take(&mut self.woken);
+        for (job, why) in woken.drain(..) {
+            let number = number(&job);
+            let priority = match why {
+                Woken::ByItself => self.yielded(number, others_ready),
+                Woken::ByOther => self.priority_of(number),
+            };
+            self.ready.push(Ranked {
+                priority,
+                number,
+                woken: why,
+                job,
+            });
+        }
+        self.woken = woken;
+        // 2. Take the highest.
+        let choice = self.ready.len() >= 2;
+        let Some(Ranked {
+            number, woken, job, ..
+        }) = self.ready.pop()
+        else {
+            // Idle: whatever wakes a job from now on (a timer after a jump of virtual
+            // time, say) is not that job's own poll.
+            self.running = None;
+            return None;
+        };
+        // 3. Keep count of its yields in a row.
+        if self.streak.0 != number || woken == Woken::ByOther {
+            self.streak = (number, 0);
+        }
+        // 4. A change point: it runs this step, then drops below every other.
+        if choice {
+            self.steps += 1;
+            if self.change_points.get(self.passed) == Some(&self.steps) {
+                self.passed += 1;
+                let low = self.lowest();
+                *self.slot_mut(number) = low;
             }
         }
-        // At the i-th change point the chosen job drops to priority i (below all fresh ones).
-        if let Some(position) = self.change_points.iter().position(|&s| s == self.step) {
-            let chosen = id(&ready[best.0]);
-            self.priority.insert(chosen, position as u64 + 1);
+        self.running = Some(slot(&job));
+        Some(job)
+    }
+
+    /// The jobs waiting, in no particular order (for dumps).
+    pub(crate) fn jobs(&self) -> impl Iterator<Item = &J> {
+        let ranked = self.ready.iter().map(|ranked| &ranked.job);
+        ranked.chain(self.woken.iter().map(|(job, _)| job))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.woken.is_empty()
+    }
+
+    /// Gives back the memory of a heap that a burst grew beyond `above` slots, keeping
+    /// `keep`, once nothing is queued (see `RunQueue::pop`).
+    pub(crate) fn shrink_if_drained(&mut self, above: usize, keep: usize) {
+        if self.is_empty() && self.ready.capacity() > above {
+            self.ready.shrink_to(keep);
+            self.woken.shrink_to(keep);
         }
-        best.0
+    }
+
+    /// The priority of a job that just yielded: its own, unless this is its
+    /// [`SPIN_YIELDS`]th yield in a row with others ready, which drops it.
+    fn yielded(&mut self, number: u64, others_ready: bool) -> u64 {
+        if others_ready && self.streak.0 == number {
+            self.streak.1 += 1;
+            if self.streak.1 >= SPIN_YIELDS {
+                self.streak.1 = 0;
+                let low = self.lowest();
+                *self.slot_mut(number) = low;
+                return low;
+            }
+        }
+        self.priority_of(number)
+    }
+
+    /// A job's priority, drawn the first time it is asked for.
+    fn priority_of(&mut self, number: u64) -> u64 {
+        let known = *self.slot_mut(number);
+        if known != UNSET {
+            return known;
+        }
+        let fresh = FRESH | (self.rng.next_u64() >> 2);
+        *self.slot_mut(number) = fresh;
+        fresh
+    }
+
+    /// The next drop's priority: below every priority given so far.
+    fn lowest(&mut self) -> u64 {
+        let low = self.next_low;
+        // `FRESH - 1` drops before reaching UNSET: no run gets near.
+        self.next_low = self.next_low.saturating_sub(1).max(UNSET + 1);
+        low
+    }
+
+    fn slot_mut(&mut self, number: u64) -> &mut u64 {
+        if number == u64::MAX {
+            return &mut self.root_priority;
+        }
+        let index = number as usize;
+        if index >= self.priority.len() {
+            self.priority.resize(index + 1, UNSET);
+        }
+        &mut self.priority[index]
     }
 }
 

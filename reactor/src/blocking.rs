@@ -11,6 +11,16 @@
 //!   dropped (on the pool thread) if nobody waits for it any more.
 //! - A panic in the closure is caught on the pool thread and re-raised in the awaiting task,
 //!   where it is that task's panic like any other.
+//! - **Virtual time stands still while a call is in flight** (`start_paused`): the loop
+//!   waits for the pool in real time and the clock does not move, as tokio's does during
+//!   `spawn_blocking`. So `timeout(50ms, unblock(|| 20 ms of work))` returns the work's
+//!   result, not `Elapsed`: on virtual time the work took no time. (The driver's park,
+//!   `frozen`.)
+//! - **In a seeded runtime the closure runs inline**, on the loop's thread, when `unblock`
+//!   is called: a pool thread would finish at a moment the seed does not choose, and the
+//!   run would no longer replay. The result is ready at the first poll. Like real sockets,
+//!   blocking work is not part of a deterministic program; inline it at least stays
+//!   reproducible (for a closure that is itself deterministic).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -140,8 +150,18 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    if with_reactor(|reactor| reactor.deterministic) == Some(true) {
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(value) => Slot::Done(value),
+            Err(payload) => Slot::Panicked(payload),
+        };
+        return Unblock {
+            slot: Arc::new(Mutex::new(outcome)),
+            counted: false,
+        };
+    }
     // Counted while in flight: another thread will wake a task, so an idle loop is not a
-    // deadlock (deterministic mode's check).
+    // deadlock (deterministic mode's check), and a paused clock stands still.
     let counted = with_reactor(|reactor| {
         reactor
             .pending_external

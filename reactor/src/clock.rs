@@ -2,10 +2,15 @@
 //!
 //! # Ground rules
 //!
-//! - Virtual time starts at the instant the runtime was built and moves only when the loop is
-//!   idle, when [`Clock::advance_to`] jumps it to the next timer deadline, or when a test
-//!   moves it by hand with [`advance`](crate::time::advance). It never drifts and is
-//!   never rounded: an offset in whole nanoseconds from the start.
+//! - Virtual time starts at the process's *epoch* (the first instant any treeloop clock was
+//!   read, the same for every runtime of the process) and moves only when the loop is idle,
+//!   when [`Clock::advance_to`] jumps it to the next timer deadline, or when a test moves it
+//!   by hand with [`advance`](crate::time::advance). It never drifts and is never rounded:
+//!   an offset in whole nanoseconds from the epoch. So two runs of one seed hold equal
+//!   `Instant`s, and an `Instant` prints as its distance from the epoch (`Instant(+50ms)`),
+//!   the same in every run: a `Debug` of a deadline or an `Elapsed` does not change with the
+//!   moment the runtime was built. (Printing the `std::time::Instant` inside would: its
+//!   fields are the system's monotonic clock.)
 //! - [`Instant::now`] inside a runtime reads *the runtime's* clock, so code under test sees
 //!   virtual time without being written for it. Outside a runtime it is the system clock.
 
@@ -95,10 +100,21 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// Prints the distance from the process's epoch: `Instant(+1.5s)` (see the module docs).
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        let epoch = epoch();
+        match self.0.checked_duration_since(epoch) {
+            Some(after) => write!(f, "Instant(+{after:?})"),
+            None => write!(f, "Instant(-{:?})", epoch.duration_since(self.0)),
+        }
     }
+}
+
+/// Virtual time's zero, for every runtime of the process: the first time it is asked for.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// Real or virtual.
@@ -114,7 +130,8 @@ pub(crate) enum ClockMode {
 pub(crate) struct Clock {
     /// Real or virtual.
     mode: ClockMode,
-    /// When the runtime was built: virtual time's zero.
+    /// Virtual time's zero: the process's epoch (see the module docs); the build time of a
+    /// real clock.
     start: std::time::Instant,
     /// Virtual time elapsed since `start`.
     offset: Cell<Duration>,
@@ -124,7 +141,10 @@ impl Clock {
     pub(crate) fn new(mode: ClockMode) -> Clock {
         Clock {
             mode,
-            start: std::time::Instant::now(),
+            start: match mode {
+                ClockMode::Real => std::time::Instant::now(),
+                ClockMode::Paused => epoch(),
+            },
             offset: Cell::new(Duration::ZERO),
         }
     }

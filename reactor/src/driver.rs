@@ -75,6 +75,9 @@ pub(crate) struct ReactorCore {
     pub(crate) pending_external: Cell<usize>,
     /// Whether real sockets may be created (not in a seeded run, unless allowed).
     pub(crate) real_io: RealIo,
+    /// A seeded run: `unblock` runs its closure inline (a pool thread would finish at a
+    /// moment the seed does not choose).
+    pub(crate) deterministic: bool,
 }
 
 /// Whether real sockets may be created in this runtime.
@@ -173,6 +176,7 @@ impl Reactor {
                 } else {
                     RealIo::Allowed
                 },
+                deterministic,
             }),
             detect_deadlocks: deterministic || report_deadlocks,
             unparker: Arc::new(MioUnpark(waker)),
@@ -250,11 +254,16 @@ impl Reactor {
             (Some(timer), Some(limit)) => Some(timer.min(limit)),
             (timer, limit) => timer.or(limit),
         };
+        let frozen = clock.mode() == ClockMode::Paused && self.core.pending_external.get() > 0;
         // 1. How long may we block?
         let timeout = match (mode, next) {
             (ParkMode::NoWait, _) => Some(Duration::ZERO),
             (ParkMode::WaitAtMost(_), _) => unreachable!("turned into Wait above"),
             (ParkMode::Wait, None) => None,
+            // Virtual time stands still while `unblock` work runs on the pool (as tokio's
+            // does during `spawn_blocking`): the loop waits, in real time, for the job's
+            // wake, so a timeout around blocking work measures none of it.
+            (ParkMode::Wait, Some(_)) if frozen => None,
             (ParkMode::Wait, Some(deadline)) => {
                 if clock.mode() == ClockMode::Paused && io_sources == 0 {
                     // Idle under virtual time with no I/O that could still happen: the next
@@ -275,8 +284,8 @@ impl Reactor {
         // thread. It says only that the time really waited has passed, not the deadline's.
         let mut woken_early = false;
         // Read only where the clock needs it: virtual time with live I/O (see below).
-        let waiting_since =
-            (clock.mode() == ClockMode::Paused && io_sources > 0).then(std::time::Instant::now);
+        let waiting_since = (clock.mode() == ClockMode::Paused && io_sources > 0 && !frozen)
+            .then(std::time::Instant::now);
         if timeout != Some(Duration::ZERO) || io_sources > 0 || watching_signals {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}

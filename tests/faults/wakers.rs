@@ -193,7 +193,11 @@ fn a_foreign_waker_panicking_when_its_regions_last_child_finishes_abandons_block
 fn bug_a_panicking_waker_during_cancel_loses_the_wakes_of_the_tasks_after_it() {
     let log = no_hang(|| {
         // Seeded, so the lost wake is reported as a deadlock instead of hanging.
-        let rt = Builder::new().seed(1).build().expect("runtime");
+        let rt = Builder::new()
+            .seed(1)
+            .strategy(treeloop::Strategy::Fifo)
+            .build()
+            .expect("runtime");
         let log = Log::new();
         let reraised = panic_message_of(|| {
             rt.block_on({

@@ -30,7 +30,7 @@ pub fn runtime(order: Order, reports: &Rc<RefCell<Vec<String>>>) -> Runtime {
         .start_paused(true)
         .report_sink(move |report| reports.borrow_mut().push(report.to_string()));
     let builder = match order {
-        Order::Fifo => builder.seed(0),
+        Order::Fifo => builder.seed(0).strategy(treeloop::Strategy::Fifo),
         Order::Random(seed) => builder.seed(seed).strategy(treeloop::Strategy::Random),
     };
     builder.build().expect("runtime")

@@ -17,6 +17,8 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
+pub use crate::net::ReuniteError;
+
 /// Splits `stream` into a [`ReadHalf`] and a [`WriteHalf`] that two tasks can use at once
 /// (a reader task and a writer task per connection, say).
 ///
@@ -80,7 +82,7 @@ impl<S: AsyncRead + Unpin> ReadHalf<S> {
     /// # Errors
     ///
     /// [`ReuniteError`], holding both halves, if `write` came from another stream.
-    pub fn reunite(self, write: WriteHalf<S>) -> Result<S, ReuniteError<S>> {
+    pub fn reunite(self, write: WriteHalf<S>) -> Result<S, ReuniteError<Self, WriteHalf<S>>> {
         if !Rc::ptr_eq(&self.stream, &write.stream) {
             return Err(ReuniteError(self, write));
         }
@@ -158,21 +160,3 @@ impl<S> fmt::Debug for WriteHalf<S> {
         f.write_str("WriteHalf(..)")
     }
 }
-
-/// The halves given to [`ReadHalf::reunite`] came from two different streams; both are
-/// handed back.
-pub struct ReuniteError<S>(pub ReadHalf<S>, pub WriteHalf<S>);
-
-impl<S> fmt::Debug for ReuniteError<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ReuniteError(..)")
-    }
-}
-
-impl<S> fmt::Display for ReuniteError<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("tried to reunite the halves of two different streams")
-    }
-}
-
-impl<S> std::error::Error for ReuniteError<S> {}

@@ -66,7 +66,7 @@ impl<S> ReadHalf<S> {
     /// # Errors
     ///
     /// [`ReuniteError`], holding both halves, if `write` came from another stream.
-    pub fn reunite(self, write: WriteHalf<S>) -> Result<S, ReuniteError<S>> {
+    pub fn reunite(self, write: WriteHalf<S>) -> Result<S, ReuniteError<Self, WriteHalf<S>>> {
         if !Rc::ptr_eq(&self.stream, &write.stream) {
             return Err(ReuniteError(self, write));
         }
@@ -98,23 +98,23 @@ impl<S> WriteHalf<S> {
     }
 }
 
-/// The halves given to [`ReadHalf::reunite`] came from two different streams; both are
-/// handed back.
-pub struct ReuniteError<S>(pub ReadHalf<S>, pub WriteHalf<S>);
+/// The halves given to a `reunite` ([`ReadHalf::reunite`], or that of
+/// `treeloop::io::split`'s halves) came from two different streams; both are handed back.
+pub struct ReuniteError<R, W>(pub R, pub W);
 
-impl<S> fmt::Debug for ReuniteError<S> {
+impl<R, W> fmt::Debug for ReuniteError<R, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ReuniteError(..)")
     }
 }
 
-impl<S> fmt::Display for ReuniteError<S> {
+impl<R, W> fmt::Display for ReuniteError<R, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("tried to reunite the halves of two different streams")
     }
 }
 
-impl<S> std::error::Error for ReuniteError<S> {}
+impl<R, W> std::error::Error for ReuniteError<R, W> {}
 
 impl<S> AsyncRead for ReadHalf<S>
 where

@@ -7,8 +7,17 @@
 //!
 //! # Ground rules
 //!
-//! - The deadline is checked *before* the body is polled, so `timeout(0, body)` runs the
-//!   body until its first await point, which fails.
+//! - **The deadline is checked *before* the body is polled**, so `timeout(0, body)` runs the
+//!   body until its first await point, which fails, and a body that becomes ready exactly
+//!   at the deadline loses: its await point fails with `Cancelled` (reason `Deadline`)
+//!   before it takes anything, so nothing is lost (a message due at the deadline stays in
+//!   its channel for the next receive), and the timeout returns `Err(Elapsed)`. tokio polls
+//!   the body first, so there a reply arriving at the deadline is returned. Rejected here
+//!   because the outcome would then depend on the order in which the tasks woken at that
+//!   instant run: a body that sleeps until the deadline would win, the same body waiting
+//!   for a child task that sleeps until the deadline could lose, and a seed would decide.
+//!   Deadline-first gives one answer for "at the deadline" whatever the shape of the body,
+//!   the one the torture tests' oracle (tests/torture_trees) predicts.
 //! - Once the deadline has fired, the timeout returns `Err(Elapsed)` whatever the body
 //!   returns (its value may be the result of being cut short), unless an enclosing cancel
 //!   wins (below).

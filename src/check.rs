@@ -45,6 +45,11 @@ impl<E: Debug> CheckOutcome for Result<(), E> {
 /// fails with the original panic. `TREELOOP_SEED=s` runs only seed `s`; `TREELOOP_SEEDS=n`
 /// changes how many seeds are tried.
 ///
+/// The failure's [schedule](crate::Runtime::schedule) is printed too, as
+/// `TREELOOP_SCHEDULE=<schedule> cargo test <name> -- --exact`: set, it makes `check` run
+/// that one schedule (instead of any seed) with [`Builder::replay`](crate::Builder::replay),
+/// which names tasks by number and so replays across changes that keep the tasks.
+///
 /// ```
 /// use std::cell::Cell;
 /// use std::rc::Rc;
@@ -108,6 +113,10 @@ where
 {
     // The test that called `check`: the root's spawn site in dumps and deadlock reports.
     let location = std::panic::Location::caller();
+    // A schedule to replay takes precedence over seeds: it needs none.
+    if crate::explore::replay_from_env(&builder, &body, location, "check") {
+        return;
+    }
     let seeds: Vec<u64> = match seed_from_env() {
         Some(replay) => vec![replay],
         None => (0..seeds_from_env().unwrap_or(seeds)).collect(),
@@ -137,7 +146,7 @@ where
             },
             Err(payload) => Failure::Panicked(payload),
         };
-        report_seed(seed, ran_with);
+        report_seed(seed, ran_with, &runtime.schedule());
         match failure {
             Failure::Panicked(payload) => panic::resume_unwind(payload),
             Failure::Returned(description) => {
@@ -170,8 +179,8 @@ fn horizon_from_env() -> Option<u64> {
 }
 
 /// Prints the failing seed and how to replay it (with the PCT horizon it ran with, if
-/// learned).
-fn report_seed(seed: u64, horizon: Option<u64>) {
+/// learned), and the failing run's schedule, which replays it without the seed.
+fn report_seed(seed: u64, horizon: Option<u64>, schedule: &treeloop_executor::Schedule) {
     // libtest names each test's thread after the test.
     let test = std::thread::current()
         .name()
@@ -183,6 +192,8 @@ fn report_seed(seed: u64, horizon: Option<u64>) {
         .unwrap_or_default();
     treeloop_executor::report::report(format_args!(
         "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
-         TREELOOP_SEED={seed}{horizon} cargo test {test} -- --exact"
+         TREELOOP_SEED={seed}{horizon} cargo test {test} -- --exact\n\
+         or by its schedule, which survives changes that keep the tasks:\n    {}",
+        crate::explore::replay_line(schedule)
     ));
 }

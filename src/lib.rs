@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod explore;
 mod future_ext;
 mod runtime;
 
@@ -101,6 +102,11 @@ pub use treeloop_reactor::buffered as io;
 /// Testing under seeds: run a body under many interleavings, replay a failing one.
 pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
+    pub use crate::explore::{
+        DEFAULT_MAX_SCHEDULES, DEFAULT_PREEMPTION_BOUND, Exploration, Explore, explore,
+        explore_with,
+    };
+    pub use treeloop_executor::{Choice, ParseScheduleError, Schedule};
 }
 
 /// What [`race`], [`join`] and [`try_join`] take: tuples of up to 8 futures, arrays, `Vec`s

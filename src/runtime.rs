@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use treeloop_executor::diag::Diagnostics;
 use treeloop_executor::report::{Report, Sink};
-use treeloop_executor::{Executor, Options, Scheduling, Strategy, Trace, TreeDump};
+use treeloop_executor::{
+    Executor, Fallback, Options, Replay, Schedule, Scheduling, Strategy, Trace, TreeDump,
+};
 use treeloop_reactor::signal::{SHUTDOWN_SIGNALS, SignalKind};
 use treeloop_reactor::{Reactor, ReactorOptions};
 
@@ -39,6 +41,8 @@ pub struct Builder {
     strategy: Option<Strategy>,
     /// PCT's step horizon; unset: the default (`test::check_with` learns one).
     pct_horizon: Option<u64>,
+    /// A schedule to replay instead of the strategy's choices, and how.
+    replay: Option<Replay>,
     /// Record the scheduling decisions.
     record_trace: bool,
     /// Allow real sockets in a seeded run.
@@ -67,6 +71,7 @@ impl fmt::Debug for Builder {
             .field("seed", &self.seed)
             .field("strategy", &self.strategy)
             .field("pct_horizon", &self.pct_horizon)
+            .field("replay", &self.replay)
             .field("record_trace", &self.record_trace)
             .field("allow_real_io", &self.allow_real_io)
             .field("report_deadlocks", &self.report_deadlocks)
@@ -205,6 +210,53 @@ impl Builder {
         self
     }
 
+    /// Replays `schedule` (what [`Runtime::schedule`] of an earlier run returned, or the
+    /// `TREELOOP_SCHEDULE` string a failed `test::check` printed, parsed): at each pick
+    /// with two or more tasks ready, the task the schedule names runs, whatever the
+    /// [`strategy`](Self::strategy). Where the schedule has run out, or names a task that is
+    /// not ready (the program changed its tasks), the first woken task runs instead, as
+    /// under `Fifo`, and [`Runtime::replay_divergences`] counts it.
+    ///
+    /// The schedule names tasks by their number within the runtime, not by position in the
+    /// queue, so it replays across changes that keep the tasks: more work between two
+    /// awaits, a log line, another seed. Implies deterministic mode (virtual time, no real
+    /// sockets) like [`seed`](Self::seed); a seed given as well chooses nothing.
+    ///
+    /// ```
+    /// use treeloop::{Builder, spawn, yield_now};
+    ///
+    /// let body = || async {
+    ///     let a = spawn(async { yield_now().await.unwrap() });
+    ///     let b = spawn(async { yield_now().await.unwrap() });
+    ///     a.await.unwrap();
+    ///     b.await.unwrap();
+    /// };
+    /// let first = Builder::new().seed(3).build().unwrap();
+    /// first.block_on(body());
+    /// let again = Builder::new().replay(first.schedule()).build().unwrap();
+    /// again.block_on(body());
+    /// assert_eq!(again.trace().hash, first.trace().hash);
+    /// assert_eq!(again.replay_divergences(), 0);
+    /// ```
+    pub fn replay(mut self, schedule: Schedule) -> Builder {
+        self.replay = Some(Replay {
+            schedule,
+            fallback: Fallback::Fifo,
+            log_choice_points: false,
+        });
+        self
+    }
+
+    /// `test::explore`'s replay: `prefix`, then no preemption, each choice logged.
+    pub(crate) fn explore_prefix(mut self, prefix: Schedule) -> Builder {
+        self.replay = Some(Replay {
+            schedule: prefix,
+            fallback: Fallback::Continue,
+            log_choice_points: true,
+        });
+        self
+    }
+
     /// Whether `test::check_with` should learn PCT's horizon: PCT, and none given.
     pub(crate) fn learns_pct_horizon(&self) -> bool {
         matches!(self.strategy, Some(Strategy::Pct { .. })) && self.pct_horizon.is_none()
@@ -287,10 +339,11 @@ impl Builder {
     /// shutdown signal cannot be watched (`InvalidInput`).
     pub fn build(&self) -> io::Result<Runtime> {
         let seed = self.seed;
+        let deterministic = seed.is_some() || self.replay.is_some();
         let reactor = Reactor::new(ReactorOptions {
             paused: self.start_paused,
             shutdown_signals: self.shutdown_signals.clone(),
-            deterministic: seed.is_some(),
+            deterministic,
             allow_real_io: self.allow_real_io,
             report_deadlocks: self.report_deadlocks,
             dump_on_signal: self.dump_on_signal,
@@ -301,8 +354,9 @@ impl Builder {
                 None => Strategy::Fifo,
             }),
             seed: seed.unwrap_or(0),
-            trace: self.record_trace || seed.is_some(),
+            trace: self.record_trace || deterministic,
             pct_horizon: self.pct_horizon,
+            replay: self.replay.clone(),
         };
         let diagnostics = Diagnostics {
             clock: Some(reactor.clock_source()),
@@ -380,6 +434,25 @@ impl Runtime {
     /// count is the horizon to give [`Builder::pct_horizon`] for the runs after it.
     pub fn scheduling_steps(&self) -> u64 {
         self.executor.scheduling_steps()
+    }
+
+    /// The choices made so far at picks with two or more tasks ready, by task number: the
+    /// run's schedule, for [`Builder::replay`]. Recorded under `Random`, `Pct` and a replay;
+    /// empty under `Fifo`, whose run is what the empty schedule replays anyway.
+    pub fn schedule(&self) -> Schedule {
+        self.executor.schedule()
+    }
+
+    /// Choices at which a [`Builder::replay`] could not take the task its schedule named
+    /// (the schedule had run out, or the task was not ready) and took the first woken one
+    /// instead; 0 for a faithful replay, and when not replaying.
+    pub fn replay_divergences(&self) -> u64 {
+        self.executor.replay_divergences()
+    }
+
+    /// `test::explore`'s view of the run: each choice with its alternatives.
+    pub(crate) fn choice_points(&self) -> Vec<treeloop_executor::ChoicePoint> {
+        self.executor.choice_points()
     }
 
     /// The scheduling decisions recorded so far, and their hash (empty unless tracing).

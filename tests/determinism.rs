@@ -432,3 +432,99 @@ fn a_deadlock_under_check_names_the_test_as_the_roots_spawn_site() {
     assert!(root.contains("tests/determinism.rs:"), "{root}");
     assert!(!message.contains("src/check.rs"), "{message}");
 }
+
+/// Shields (one that spawns, one that only sleeps, nested ones), a scope, timeouts and plain
+/// spawns, with a cancellation whose cleanup takes virtual time (so a watchdog has a pending
+/// cancellation to watch). Returns the log of what ran, in order.
+async fn shielded_workload() -> Vec<String> {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let stubborn = spawn(async move {
+        let why = cancelled().await;
+        // A shield that spawns: it becomes a node with or without diagnostics.
+        let helper = shield(async {
+            let l = l.clone();
+            spawn(async move {
+                sleep(ms(2)).await.unwrap();
+                l.borrow_mut().push("helper slept".to_owned());
+            })
+            .await
+            .unwrap();
+        });
+        helper.await;
+        // Nested shields that spawn nothing: lazy without diagnostics.
+        shield(shield(sleep(ms(3)))).await.unwrap();
+        l.borrow_mut()
+            .push(format!("stubborn cleaned up after {:?}", why.reason()));
+    });
+    let l = log.clone();
+    let scoped = scope(|s| async move {
+        for n in 0..3u32 {
+            let l = l.clone();
+            s.spawn(async move {
+                let slept = treeloop::time::timeout(ms(u64::from(n) * 2), sleep(ms(3))).await;
+                shield(yield_now()).await.unwrap();
+                l.borrow_mut()
+                    .push(format!("member {n}: {}", slept.is_ok()));
+                Ok::<(), io::Error>(())
+            })?;
+        }
+        Ok::<_, io::Error>(())
+    });
+    // A lazy shield in the body before the next spawn: only a node with diagnostics.
+    shield(yield_now()).await.unwrap();
+    let l = log.clone();
+    let ticker = spawn(async move {
+        for tick in 0..4 {
+            sleep(ms(1)).await.unwrap();
+            l.borrow_mut().push(format!("tick {tick}"));
+        }
+    });
+    sleep(ms(1)).await.unwrap();
+    stubborn.cancel();
+    scoped.await.unwrap();
+    ticker.await.unwrap();
+    stubborn.await.unwrap();
+    Rc::try_unwrap(log).unwrap().into_inner()
+}
+
+/// A change to a runtime's options.
+type Configure = fn(Builder) -> Builder;
+
+#[test]
+fn diagnostics_watchdog_and_slow_poll_reports_do_not_change_the_trace() {
+    let run = |configure: Configure| {
+        let reports = Rc::new(Cell::new(0usize));
+        let count = reports.clone();
+        let builder = Builder::new()
+            .seed(11)
+            .report_sink(move |_| count.set(count.get() + 1));
+        let rt = configure(builder).build().expect("runtime");
+        let log = rt.block_on(shielded_workload());
+        (rt.trace(), log, reports.get())
+    };
+    let (quiet, quiet_log, _) = run(|b| b);
+    let variants: [(&str, Configure); 4] = [
+        ("diagnostics", |b| b.diagnostics(true)),
+        ("stall_watchdog", |b| b.stall_watchdog(ms(1))),
+        ("slow_poll_threshold", |b| {
+            b.slow_poll_threshold(Duration::ZERO)
+        }),
+        ("everything", |b| {
+            b.diagnostics(true)
+                .stall_watchdog(ms(1))
+                .slow_poll_threshold(Duration::ZERO)
+                .dump_on_signal(true)
+        }),
+    ];
+    let mut reported = 0;
+    for (what, configure) in variants {
+        let (chatty, chatty_log, reports) = run(configure);
+        assert_eq!(chatty_log, quiet_log, "{what} changed what ran");
+        assert_eq!(chatty.events, quiet.events, "{what} changed the events");
+        assert_eq!(chatty.hash, quiet.hash, "{what} changed the hash");
+        reported += reports;
+    }
+    // The chatty runs did report (slow polls at a zero threshold, the stuck cleanup).
+    assert!(reported > 0);
+}

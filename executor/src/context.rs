@@ -13,7 +13,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use crate::executor::Core;
-use crate::tree::{Key, NodeRef};
+use crate::tree::{Key, NodeRef, TaskId};
 
 thread_local! {
     /// The runtime running on this thread, if any.
@@ -52,6 +52,9 @@ pub(crate) struct LazyShield {
     /// there, as an eagerly opened one would have, even if the shield is polled somewhere
     /// else by the time it needs the node.
     pub(crate) host: NodeRef,
+    /// The id taken when the shield was first polled, which its node gets if it is opened
+    /// (so numbering is the same with or without diagnostics).
+    pub(crate) id: TaskId,
 }
 
 /// The lazy shield the innermost frame is in, if it is one.

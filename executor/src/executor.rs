@@ -97,6 +97,9 @@ pub(crate) struct Core {
     pub(crate) mode: Cell<Mode>,
     /// The scheduling decisions, when tracing (deterministic mode).
     trace: Option<RefCell<Recorder>>,
+    /// Diagnostics or a trace want to hear of every node inserted: `diag` or `trace` is
+    /// set (one flag, so an insert without either pays one branch, as before the trace did).
+    observed: bool,
     /// The root node of the running `block_on`.
     pub(crate) root: Cell<Key>,
     /// Statistics, slow polls and the watchdog, when on (see [`crate::diag`]).
@@ -127,7 +130,7 @@ impl std::fmt::Debug for Options {
 }
 
 /// How the executor schedules: the strategy, its seed, and whether to record a trace.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scheduling {
     /// Which ready job runs next.
     pub strategy: Strategy,
@@ -138,6 +141,9 @@ pub struct Scheduling {
     /// The steps `Strategy::Pct` spreads its change points over (its `k`); `None` for the
     /// default (see [`Strategy::Pct`]).
     pub pct_horizon: Option<u64>,
+    /// Take the choices of a recorded schedule instead of the strategy's (see
+    /// [`Schedule`](crate::Schedule)).
+    pub replay: Option<crate::schedule::Replay>,
 }
 
 impl Core {
@@ -191,8 +197,13 @@ impl Core {
         let host = self.tree.borrow().resolve(shield.host);
         let parent = host.unwrap_or_else(|| self.polled_node());
         let key = self
-            .insert(Some(parent), NodeKind::Shield, shield.location, None)
+            .tree
+            .borrow_mut()
+            .insert_as(Some(parent), NodeKind::Shield, shield.location, shield.id)
             .key;
+        if self.diag.is_some() {
+            self.inserted(key, None);
+        }
         let replaced = self.current.replace(key);
         context::replace_lazy_shield(None);
         context::replace_shield_made(Some((key, replaced)));
@@ -209,13 +220,13 @@ impl Core {
         name: Option<Box<str>>,
     ) -> NodeRef {
         let node = self.tree.borrow_mut().insert(parent, kind, location);
-        if name.is_some() || self.diag.is_some() {
+        if name.is_some() || self.observed {
             self.inserted(node.key, name);
         }
         node
     }
 
-    /// The rarer half of [`Core::insert`]: a name, or diagnostics, to record.
+    /// The rarer half of [`Core::insert`]: a name, diagnostics, or a trace to record.
     #[cold]
     fn inserted(&self, key: Key, name: Option<Box<str>>) {
         let mut tree = self.tree.borrow_mut();
@@ -224,6 +235,11 @@ impl Core {
         }
         if let Some(diag) = &self.diag {
             diag.inserted(key, tree.node(key).cancel.is_some());
+        }
+        if let Some(recorder) = &self.trace {
+            if tree.node(key).kind == NodeKind::Task {
+                recorder.borrow_mut().spawned(&tree, key);
+            }
         }
     }
 
@@ -329,7 +345,9 @@ impl Core {
             match job {
                 Job::Task(runnable) => {
                     let key = *runnable.metadata();
-                    self.record(|| TraceEvent::Poll(self.tree.borrow().node(key).id.number()));
+                    if let Some(recorder) = &self.trace {
+                        recorder.borrow_mut().polled(&self.tree.borrow(), key);
+                    }
                     self.running.set(key);
                     runnable.run();
                 }
@@ -448,6 +466,8 @@ impl Executor {
             diagnostics,
             sink,
         } = options;
+        let eager_shields = diagnostics.wants_shield_nodes();
+        let diag = Diag::new(diagnostics);
         Executor {
             core: Rc::new(Core {
                 tree: RefCell::new(Tree::new()),
@@ -455,17 +475,19 @@ impl Executor {
                     scheduling.strategy,
                     scheduling.seed,
                     scheduling.pct_horizon,
+                    scheduling.replay,
                 )),
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
+                observed: scheduling.trace || diag.is_some(),
                 root: Cell::new(Key::MAX),
                 shared: Arc::new(Shared::new(unparker)),
                 aborting: Cell::new(0),
                 running: Cell::new(Key::MAX),
                 current: Cell::new(Key::MAX),
-                eager_shields: diagnostics.wants_shield_nodes(),
+                eager_shields,
                 unhandled: RefCell::new(Vec::new()),
                 mode: Cell::new(Mode::Running),
-                diag: Diag::new(diagnostics),
+                diag,
                 sink,
             }),
         }
@@ -486,6 +508,24 @@ impl Executor {
     /// of [`Strategy::Pct`] (counted under `Random` and `Pct`; 0 under `Fifo`).
     pub fn scheduling_steps(&self) -> u64 {
         self.core.queue.borrow().steps()
+    }
+
+    /// The choices made so far at picks with two or more jobs ready, by task number
+    /// (recorded under `Random`, `Pct` and a replay; empty under `Fifo`).
+    pub fn schedule(&self) -> crate::Schedule {
+        self.core.queue.borrow().schedule()
+    }
+
+    /// Choices at which a replay could not take its schedule's task (it had run out, or
+    /// named a task that was not ready) and fell back; 0 unless replaying.
+    pub fn replay_divergences(&self) -> u64 {
+        self.core.queue.borrow().divergences()
+    }
+
+    /// A replay's choices with the alternatives each had, when
+    /// [`Replay::log_choice_points`](crate::Replay::log_choice_points) asked for them.
+    pub fn choice_points(&self) -> Vec<crate::ChoicePoint> {
+        self.core.queue.borrow().choice_points()
     }
 
     /// The decisions recorded so far (empty unless tracing was asked for).

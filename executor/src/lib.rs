@@ -54,6 +54,7 @@ mod queue;
 mod region;
 pub mod report;
 mod root;
+mod schedule;
 mod shield;
 mod strategy;
 mod task;
@@ -77,9 +78,10 @@ pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
 pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use root::wake_all;
+pub use schedule::{Choice, ChoicePoint, Fallback, ParseScheduleError, Replay, Schedule};
 pub use shield::{Shield, shield};
 pub use strategy::Strategy;
-pub use trace::{EVENTS_KEPT, Trace, TraceEvent};
+pub use trace::{Divergence, EVENTS_KEPT, STEPS_KEPT, StepTaken, TaskIdentity, Trace, TraceEvent};
 pub use tree::TaskId;
 
 /// Spawns `future` as a child of the task (or shield, or root) being polled.

@@ -21,6 +21,7 @@ use crossbeam_queue::SegQueue;
 
 use crate::context;
 use crate::park::Unpark;
+use crate::schedule::{ChoicePoint, Replay, Schedule};
 use crate::strategy::{Picker, Strategy};
 use crate::tree::{Key, Tree};
 
@@ -72,19 +73,27 @@ const KEEP: usize = 256;
 /// ready job runs next from the seed; the loop does not know the difference. FIFO and
 /// Random keep the jobs here and take the front or a random index; PCT keeps them in its own
 /// priority heap (a scan of this deque per pick cost O(n)), so `ready` stays empty under it.
+/// A replay keeps them here too, and scans them for the recorded task at each choice (O(n),
+/// for reproducing small tests).
 pub(crate) struct RunQueue {
-    /// Waiting jobs, oldest first (FIFO and Random).
+    /// Waiting jobs, oldest first (FIFO and replay; in no order under Random).
     ready: VecDeque<Job>,
     /// Which one runs next.
     picker: Picker<Job>,
 }
 
 impl RunQueue {
-    /// A queue for `strategy` seeded with `seed`; `pct_horizon` is PCT's step horizon.
-    pub(crate) fn new(strategy: Strategy, seed: u64, pct_horizon: Option<u64>) -> Self {
+    /// A queue for `strategy` seeded with `seed`; `pct_horizon` is PCT's step horizon; a
+    /// `replay` overrides the strategy.
+    pub(crate) fn new(
+        strategy: Strategy,
+        seed: u64,
+        pct_horizon: Option<u64>,
+        replay: Option<Replay>,
+    ) -> Self {
         RunQueue {
             ready: VecDeque::new(),
-            picker: Picker::new(strategy, seed, pct_horizon),
+            picker: Picker::new(strategy, seed, pct_horizon, replay),
         }
     }
 
@@ -126,8 +135,18 @@ impl RunQueue {
                 if self.ready.is_empty() {
                     return None;
                 }
-                let index = uniform.pick(self.ready.len());
-                self.ready.remove(index)
+                let len = self.ready.len();
+                let index = uniform.pick(len);
+                // O(1): the back job takes the chosen one's place. The order of the rest
+                // is then no longer wake order, and need not be: every pick is uniform
+                // over the whole deque, and the moves are deterministic. (`remove` kept
+                // wake order by shifting up to half the deque: 4x FIFO's cost per poll
+                // at 10,000 ready tasks.)
+                let job = self.ready.swap_remove_back(index)?;
+                if len >= 2 {
+                    uniform.record(job.trace_id(&tree.borrow()));
+                }
+                Some(job)
             }
             Picker::Pct(pct) => {
                 let tree = tree.borrow();
@@ -135,6 +154,42 @@ impl RunQueue {
                 pct.shrink_if_drained(SHRINK_ABOVE, KEEP);
                 job
             }
+            Picker::Replay(replay) => {
+                let tree = tree.borrow();
+                let index = match self.ready.len() {
+                    0 => {
+                        replay.handed_out(None);
+                        return None;
+                    }
+                    1 => 0,
+                    _ => replay.choose(self.ready.iter().map(|job| job.trace_id(&tree))),
+                };
+                // `remove`, not a swap: the fallback is FIFO, so the rest keep wake order.
+                let job = self.ready.remove(index)?;
+                replay.handed_out(Some(job.trace_id(&tree)));
+                Some(job)
+            }
+        }
+    }
+
+    /// The choices made so far (empty under FIFO).
+    pub(crate) fn schedule(&self) -> Schedule {
+        self.picker.schedule()
+    }
+
+    /// Choices a replay could not take from its schedule (0 unless replaying).
+    pub(crate) fn divergences(&self) -> u64 {
+        match &self.picker {
+            Picker::Replay(replay) => replay.divergences(),
+            _ => 0,
+        }
+    }
+
+    /// A replay's choices with their alternatives, if it logs them.
+    pub(crate) fn choice_points(&self) -> Vec<ChoicePoint> {
+        match &self.picker {
+            Picker::Replay(replay) => replay.points().to_vec(),
+            _ => Vec::new(),
         }
     }
 
@@ -242,7 +297,7 @@ mod tests {
     #[test]
     fn a_queue_drained_after_a_burst_gives_its_buffer_back() {
         let tree = RefCell::new(Tree::new());
-        let mut queue = RunQueue::new(Strategy::Fifo, 0, None);
+        let mut queue = RunQueue::new(Strategy::Fifo, 0, None, None);
         for _ in 0..100_000 {
             queue.push(Job::Root);
         }

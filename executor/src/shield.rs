@@ -36,6 +36,15 @@
 //! dump and the watchdog (which tells "shielded and waiting" from "ignores cancellation")
 //! always see shields as nodes.
 //!
+//! # Numbering
+//!
+//! A lazy shield takes its id (its number within the runtime) when it is first polled,
+//! exactly when an eager one opens its node, whether or not it ever gets a node. Ids are
+//! never reused, so a gap costs nothing, and every task created after the shield has the
+//! same number with diagnostics on or off: traces name tasks by that number, so turning a
+//! diagnostic on can never change a seeded run's trace. The price is one counter increment
+//! per shield, under the borrow its first poll takes anyway.
+//!
 //! # Ground rules
 //!
 //! - The shield's node outlives the future if tasks spawned inside are still running: it
@@ -60,7 +69,7 @@ use pin_project_lite::pin_project;
 
 use crate::context::{self, LazyShield};
 use crate::region::{Region, RegionKind};
-use crate::tree::{Key, NodeRef};
+use crate::tree::{Key, NodeRef, TaskId};
 
 /// Runs `future` with cancellation from outside hidden, so cleanup can await (R11).
 ///
@@ -104,8 +113,8 @@ pin_project! {
         // inside first needs it (see the module doc); closed on completion or drop.
         region: Option<Region>,
         // Without diagnostics: the node polled when the shield was first polled, where its
-        // node goes when it is opened.
-        host: Option<NodeRef>,
+        // node goes when it is opened, and the id it took then (see "Numbering" above).
+        host: Option<(NodeRef, TaskId)>,
         // Where `shield` was called.
         location: &'static Location<'static>,
     }
@@ -121,10 +130,12 @@ impl<F: Future> Future for Shield<F> {
         let slot = this.region;
         if slot.is_none() {
             if context::shields_are_lazy() {
-                let host = *this.host.get_or_insert_with(|| {
-                    context::expect_core("polling a shield", |core| core.polled_ref())
+                let (host, id) = *this.host.get_or_insert_with(|| {
+                    context::expect_core("polling a shield", |core| {
+                        (core.polled_ref(), core.tree.borrow_mut().reserve_id())
+                    })
                 });
-                let shield = LazyShield { location, host };
+                let shield = LazyShield { location, host, id };
                 return poll_lazy(slot, shield, cx, |cx| inner.poll(cx));
             }
             // Panics outside a runtime, naming the mistake.

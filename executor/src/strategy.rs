@@ -31,6 +31,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::schedule::{Replay, Replayer, Schedule};
+
 /// How the scheduler picks the next ready job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Strategy {
@@ -131,16 +133,31 @@ pub(crate) enum Picker<J> {
     Random(Uniform),
     /// PCT state, which keeps the ready jobs itself.
     Pct(Pct<J>),
+    /// A recorded schedule, replayed (see [`crate::schedule`]).
+    Replay(Replayer),
 }
 
 impl<J> Picker<J> {
     /// The picker for `strategy`, drawing from `seed`; `horizon` is PCT's `k` (see
-    /// [`Strategy::Pct`]), [`DEFAULT_PCT_HORIZON`] if `None`.
-    pub(crate) fn new(strategy: Strategy, seed: u64, horizon: Option<u64>) -> Picker<J> {
+    /// [`Strategy::Pct`]), [`DEFAULT_PCT_HORIZON`] if `None`. A `replay` overrides the
+    /// strategy.
+    pub(crate) fn new(
+        strategy: Strategy,
+        seed: u64,
+        horizon: Option<u64>,
+        replay: Option<Replay>,
+    ) -> Picker<J> {
+        if let Some(replay) = replay {
+            return Picker::Replay(Replayer::new(replay));
+        }
         let rng = SplitMix64::new(seed);
         match strategy {
             Strategy::Fifo => Picker::Fifo,
-            Strategy::Random => Picker::Random(Uniform { rng, steps: 0 }),
+            Strategy::Random => Picker::Random(Uniform {
+                rng,
+                steps: 0,
+                taken: Schedule::default(),
+            }),
             Strategy::Pct { depth } => Picker::Pct(Pct::new(
                 rng,
                 u64::from(depth.max(1)),
@@ -155,6 +172,18 @@ impl<J> Picker<J> {
             Picker::Fifo => 0,
             Picker::Random(uniform) => uniform.steps,
             Picker::Pct(pct) => pct.steps,
+            Picker::Replay(replay) => replay.taken().len() as u64,
+        }
+    }
+
+    /// The choices made so far (empty under FIFO, which records none: replaying the empty
+    /// schedule is the FIFO run).
+    pub(crate) fn schedule(&self) -> Schedule {
+        match self {
+            Picker::Fifo => Schedule::default(),
+            Picker::Random(uniform) => uniform.taken.clone(),
+            Picker::Pct(pct) => pct.taken.clone(),
+            Picker::Replay(replay) => replay.taken().clone(),
         }
     }
 }
@@ -165,6 +194,8 @@ pub(crate) struct Uniform {
     rng: SplitMix64,
     /// Picks made with a choice.
     steps: u64,
+    /// The choices made.
+    taken: Schedule,
 }
 
 impl Uniform {
@@ -175,6 +206,11 @@ impl Uniform {
             self.steps += 1;
         }
         self.rng.below(len)
+    }
+
+    /// Records that the job with trace number `id` was taken at a pick with a choice.
+    pub(crate) fn record(&mut self, id: u64) {
+        self.taken.push_trace_id(id);
     }
 }
 
@@ -262,6 +298,8 @@ pub(crate) struct Pct<J> {
     passed: usize,
     /// Steps taken: picks made with two or more jobs ready.
     steps: u64,
+    /// The job taken at each step.
+    taken: Schedule,
     /// The slot of the job handed out last, until a pick finds nothing ready: a job queued
     /// with this slot woke itself during its poll.
     running: Option<u64>,
@@ -292,6 +330,7 @@ impl<J> Pct<J> {
             change_points,
             passed: 0,
             steps: 0,
+            taken: Schedule::default(),
             running: None,
             streak: (u64::MAX, 0),
         }
@@ -352,6 +391,7 @@ impl<J> Pct<J> {
         // 4. A change point: it runs this step, then drops below every other.
         if choice {
             self.steps += 1;
+            self.taken.push_trace_id(number);
             if self.change_points.get(self.passed) == Some(&self.steps) {
                 self.passed += 1;
                 let low = self.lowest();

@@ -11,11 +11,27 @@
 //! - Memory is bounded: the hash covers every event, but only the last [`EVENTS_KEPT`] are
 //!   kept (a ring), with the count of all of them. Ten million polls used to keep ten
 //!   million events (314 MB); the end of a run is what a failure report needs.
+//! - **Which task is which.** A task number says when a task was created, not what it is:
+//!   a body that spawns in `HashMap` order makes the same numbers run different code. So
+//!   each task's spawn identity ([`TaskIdentity`]: spawn site, name, parent task) enters the
+//!   hash when it is spawned (not as an event: the events and their count are unchanged),
+//!   and the trace also keeps the *first* [`STEPS_KEPT`] events with the identity of every
+//!   task spawned meanwhile, which is what finding the first divergence of two runs needs
+//!   ([`Trace::first_divergence`]). Nothing of this exists unless tracing.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::panic::Location;
+
+use crate::tree::{Key, Tree};
 
 /// How many of the latest events a trace keeps: 65,536 (1 MiB of events).
 pub const EVENTS_KEPT: usize = 1 << 16;
+
+/// How many of the *first* events a trace keeps to compare runs step by step, with the
+/// identity of every task spawned during them: 65,536 (1 MiB of events, plus about 48 bytes
+/// per task spawned in them).
+pub const STEPS_KEPT: usize = 1 << 16;
 
 /// One scheduling decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,8 +53,289 @@ pub struct Trace {
     /// How many decisions were recorded in all (more than `events.len()` once the ring
     /// dropped the oldest).
     pub recorded: u64,
-    /// FNV-1a of every event recorded, dropped ones included.
+    /// FNV-1a of every event recorded, dropped ones included, and of every task's spawn
+    /// identity.
     pub hash: u64,
+    /// The first events: all of them, or the first 65,536 (`STEPS_KEPT`).
+    pub first_steps: Vec<TraceEvent>,
+    /// Who the tasks spawned during `first_steps` are, in spawn (hence number) order.
+    pub tasks: Vec<TaskIdentity>,
+}
+
+/// What tells a task apart from another across runs of one program: where it was spawned,
+/// its name, its parent, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskIdentity {
+    /// Its number within the runtime (as in [`TraceEvent::Poll`] and dumps).
+    pub number: u64,
+    /// The name given with `task::Builder::name`, if any.
+    pub name: Option<Box<str>>,
+    /// Where it was spawned.
+    pub location: &'static Location<'static>,
+    /// The number of the task (or `block_on` root) it was spawned under; `None` if that was
+    /// gone.
+    pub parent: Option<u64>,
+    /// The step (1-based index into the events) during which it was spawned; 0 before the
+    /// first.
+    pub step: u64,
+}
+
+impl TaskIdentity {
+    /// The part that must be equal in two runs of a deterministic program.
+    fn same_as(&self, other: &TaskIdentity) -> bool {
+        self == other
+    }
+
+    /// What differs between `self` and `other`, for a report.
+    fn differences(&self, other: &TaskIdentity) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        if self.location != other.location {
+            differ.push("spawn site");
+        }
+        if self.name != other.name {
+            differ.push("name");
+        }
+        if self.parent != other.parent {
+            differ.push("parent");
+        }
+        if self.step != other.step {
+            differ.push("step spawned in");
+        }
+        differ
+    }
+}
+
+impl TaskIdentity {
+    /// "task #4 "name" at file:line:column (parent #2)": the identity after "spawned".
+    fn as_spawned(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .map(|name| format!(" {name:?}"))
+            .unwrap_or_default();
+        let parent = match self.parent {
+            Some(parent) => format!("parent #{parent}"),
+            None => "parent gone".to_owned(),
+        };
+        format!(
+            "task #{}{name} at {} ({parent})",
+            self.number, self.location
+        )
+    }
+}
+
+impl fmt::Display for TaskIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task #{}", self.number)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name:?}")?;
+        }
+        write!(f, " spawned at {}", self.location)?;
+        match self.parent {
+            Some(parent) => write!(f, " (parent #{parent})"),
+            None => f.write_str(" (parent gone)"),
+        }
+    }
+}
+
+/// Where two traces of one program part ways (see [`Trace::first_divergence`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Divergence {
+    /// At this step (1-based) the two runs did different things: polled different tasks,
+    /// polled tasks with different identities under one number, or one parked or ended.
+    Step {
+        /// The step.
+        step: u64,
+        /// What the first trace did there (`None`: it had ended).
+        ours: Option<StepTaken>,
+        /// What the second trace did there.
+        theirs: Option<StepTaken>,
+    },
+    /// During this step (the same in both runs) the task numbered `ours.number` was spawned
+    /// with a different identity (or by one run only).
+    Spawn {
+        /// The step.
+        step: u64,
+        /// What both runs did in that step (who was being polled).
+        during: Option<StepTaken>,
+        /// The task as the first trace spawned it (`None`: not spawned then).
+        ours: Option<TaskIdentity>,
+        /// The task as the second trace spawned it.
+        theirs: Option<TaskIdentity>,
+    },
+    /// The first steps agree, and so does every identity kept, but the hashes differ: the
+    /// runs part ways after the [`STEPS_KEPT`] first steps.
+    Later {
+        /// Steps compared one by one.
+        compared: u64,
+    },
+}
+
+/// One step of a trace, with the polled task's identity when the trace kept it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepTaken {
+    /// The decision.
+    pub event: TraceEvent,
+    /// For a `Poll`: who the task is.
+    pub task: Option<TaskIdentity>,
+}
+
+impl fmt::Display for StepTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.event, &self.task) {
+            (TraceEvent::Poll(_), Some(task)) => write!(f, "polled {task}"),
+            (TraceEvent::Poll(n), None) => write!(f, "polled task #{n}"),
+            (TraceEvent::PollRoot, _) => f.write_str("polled the block_on future"),
+            (TraceEvent::Park, _) => f.write_str("parked (nothing was runnable)"),
+        }
+    }
+}
+
+impl Divergence {
+    /// The 1-based step where the runs part ways (for `Later`, the last step compared).
+    pub fn step(&self) -> u64 {
+        match self {
+            Divergence::Step { step, .. } | Divergence::Spawn { step, .. } => *step,
+            Divergence::Later { compared } => *compared,
+        }
+    }
+
+    /// Describes the divergence with the two runs called `ours` and `theirs` ("run 1").
+    pub fn describe(&self, ours: &str, theirs: &str) -> String {
+        let show = |taken: &Option<StepTaken>| match taken {
+            Some(taken) => taken.to_string(),
+            None => "had ended".to_owned(),
+        };
+        match self {
+            Divergence::Step {
+                step,
+                ours: a,
+                theirs: b,
+            } => {
+                let mut text = format!(
+                    "{theirs} diverged from {ours} at step {step}: {ours} {}, {theirs} {}",
+                    show(a),
+                    show(b)
+                );
+                if let (
+                    Some(StepTaken { task: Some(a), .. }),
+                    Some(StepTaken { task: Some(b), .. }),
+                ) = (a, b)
+                {
+                    if a.number == b.number {
+                        text += &format!(" (differs: {})", a.differences(b).join(", "));
+                    }
+                }
+                text
+            }
+            Divergence::Spawn {
+                step,
+                during,
+                ours: a,
+                theirs: b,
+            } => {
+                let show = |task: &Option<TaskIdentity>| match task {
+                    Some(task) => format!("spawned {}", task.as_spawned()),
+                    None => "spawned no such task".to_owned(),
+                };
+                let during = during
+                    .as_ref()
+                    .map(|taken| format!(" (both {taken})"))
+                    .unwrap_or_default();
+                let mut text = format!(
+                    "{theirs} diverged from {ours} at step {step}{during}: {ours} {}, {theirs} {}",
+                    show(a),
+                    show(b)
+                );
+                if let (Some(a), Some(b)) = (a, b) {
+                    text += &format!(" (differs: {})", a.differences(b).join(", "));
+                }
+                text
+            }
+            Divergence::Later { compared } => format!(
+                "{theirs} diverged from {ours} after step {compared}: the first {compared} steps \
+                 and the tasks spawned in them agree, the trace hashes do not"
+            ),
+        }
+    }
+}
+
+impl Trace {
+    /// The identity of task `number`, if it was spawned during the steps kept.
+    pub fn task(&self, number: u64) -> Option<&TaskIdentity> {
+        let index = self
+            .tasks
+            .binary_search_by_key(&number, |task| task.number)
+            .ok()?;
+        Some(&self.tasks[index])
+    }
+
+    /// Step `index` (0-based) of the first steps, with the polled task's identity.
+    fn step_taken(&self, index: usize) -> Option<StepTaken> {
+        let event = *self.first_steps.get(index)?;
+        let task = match event {
+            TraceEvent::Poll(n) => self.task(n).cloned(),
+            _ => None,
+        };
+        Some(StepTaken { event, task })
+    }
+
+    /// Where `other`, a trace of another run of the same program with the same seed, first
+    /// departs from this one; `None` when the two are the same run (equal hashes).
+    ///
+    /// The first steps are compared one by one, a polled task by its identity as well as
+    /// its number, and so are the identities of the tasks spawned in them; the earlier of
+    /// the first differing step and the step that spawned the first differing task is the
+    /// answer. Past the steps kept only the hashes can tell: then [`Divergence::Later`].
+    pub fn first_divergence(&self, other: &Trace) -> Option<Divergence> {
+        if self.hash == other.hash && self.recorded == other.recorded {
+            return None;
+        }
+        let steps = self.first_steps.len().max(other.first_steps.len());
+        let step = (0..steps).find_map(|i| {
+            let (a, b) = (self.step_taken(i), other.step_taken(i));
+            (a != b).then_some((i, a, b))
+        });
+        let tasks = self.tasks.len().max(other.tasks.len());
+        let spawn = (0..tasks).find_map(|i| {
+            let (a, b) = (self.tasks.get(i), other.tasks.get(i));
+            match (a, b) {
+                (Some(a), Some(b)) if a.same_as(b) => None,
+                _ => Some((a.cloned(), b.cloned())),
+            }
+        });
+        let spawn_step = spawn.as_ref().map(|(a, b)| {
+            let step = |task: &Option<TaskIdentity>| task.as_ref().map_or(u64::MAX, |t| t.step);
+            step(a).min(step(b))
+        });
+        match (step, spawn) {
+            // A different poll first (a different task polled in the step that spawned
+            // differently counts as the poll).
+            (Some((i, a, b)), _) if spawn_step.is_none_or(|s| (i as u64) < s) => {
+                Some(Divergence::Step {
+                    step: i as u64 + 1,
+                    ours: a,
+                    theirs: b,
+                })
+            }
+            (_, Some((a, b))) => {
+                let step = spawn_step.unwrap_or(0);
+                let during = usize::try_from(step)
+                    .ok()
+                    .and_then(|step| step.checked_sub(1))
+                    .and_then(|index| self.step_taken(index));
+                Some(Divergence::Spawn {
+                    step,
+                    during,
+                    ours: a,
+                    theirs: b,
+                })
+            }
+            _ => Some(Divergence::Later {
+                compared: steps as u64,
+            }),
+        }
+    }
 }
 
 /// FNV-1a's offset basis and prime (64-bit).
@@ -53,6 +350,10 @@ pub(crate) struct Recorder {
     recorded: u64,
     /// FNV-1a so far.
     hash: u64,
+    /// The first events (at most [`STEPS_KEPT`]).
+    first_steps: Vec<TraceEvent>,
+    /// The identities of the tasks spawned during `first_steps`.
+    tasks: Vec<TaskIdentity>,
 }
 
 impl Recorder {
@@ -61,7 +362,19 @@ impl Recorder {
             events: VecDeque::new(),
             recorded: 0,
             hash: FNV_OFFSET,
+            first_steps: Vec::new(),
+            tasks: Vec::new(),
         }
+    }
+
+    /// Folds `bytes` into the hash.
+    fn fold(&mut self, bytes: &[u8]) {
+        let mut hash = self.hash;
+        for &byte in bytes {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(FNV_PRIME);
+        }
+        self.hash = hash;
     }
 
     pub(crate) fn record(&mut self, event: TraceEvent) {
@@ -70,17 +383,56 @@ impl Recorder {
             TraceEvent::PollRoot => (2, 0),
             TraceEvent::Park => (3, 0),
         };
-        let mut hash = self.hash;
-        for byte in std::iter::once(tag).chain(value.to_le_bytes()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(FNV_PRIME);
-        }
-        self.hash = hash;
+        self.fold(&[tag]);
+        self.fold(&value.to_le_bytes());
         self.recorded += 1;
         if self.events.len() == EVENTS_KEPT {
             self.events.pop_front();
         }
         self.events.push_back(event);
+        if self.first_steps.len() < STEPS_KEPT {
+            self.first_steps.push(event);
+        }
+    }
+
+    /// The task at `key` is about to be polled.
+    pub(crate) fn polled(&mut self, tree: &Tree, key: Key) {
+        self.record(TraceEvent::Poll(tree.node(key).id.number()));
+    }
+
+    /// The task at `key` was just spawned: its identity enters the hash (spawn site with `/`
+    /// separators, line, column, name, parent number: nothing that differs between two runs
+    /// of one build), and the step table while it is being filled.
+    pub(crate) fn spawned(&mut self, tree: &Tree, key: Key) {
+        let node = tree.node(key);
+        let number = node.id.number();
+        let location = node.location;
+        let name = tree.name(key);
+        let parent = tree.owner(key).map(|owner| tree.node(owner).id.number());
+        self.fold(&[4]);
+        self.fold(&number.to_le_bytes());
+        self.fold(&parent.unwrap_or(u64::MAX).to_le_bytes());
+        let file = location.file().replace('\\', "/");
+        self.fold(&(file.len() as u64).to_le_bytes());
+        self.fold(file.as_bytes());
+        self.fold(&location.line().to_le_bytes());
+        self.fold(&location.column().to_le_bytes());
+        match name {
+            Some(name) => {
+                self.fold(&(name.len() as u64).to_le_bytes());
+                self.fold(name.as_bytes());
+            }
+            None => self.fold(&u64::MAX.to_le_bytes()),
+        }
+        if self.first_steps.len() < STEPS_KEPT {
+            self.tasks.push(TaskIdentity {
+                number,
+                name: name.map(Box::from),
+                location,
+                parent,
+                step: self.recorded,
+            });
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Trace {
@@ -88,6 +440,8 @@ impl Recorder {
             events: self.events.iter().copied().collect(),
             recorded: self.recorded,
             hash: self.hash,
+            first_steps: self.first_steps.clone(),
+            tasks: self.tasks.clone(),
         }
     }
 }

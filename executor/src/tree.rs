@@ -155,11 +155,35 @@ impl Tree {
 
     /// Inserts a node as the youngest child of `parent` (`None` for a root). It inherits
     /// the parent's cancellation mark unless it is a shield (the cancellation invariant).
+    #[inline]
     pub(crate) fn insert(
         &mut self,
         parent: Option<Key>,
         kind: NodeKind,
         location: &'static Location<'static>,
+    ) -> NodeRef {
+        let id = self.reserve_id();
+        self.insert_as(parent, kind, location, id)
+    }
+
+    /// Takes the next id without inserting a node: a lazy shield takes its number when it
+    /// is first polled, where an eager one opens its node, so the numbers of everything
+    /// created after it (which traces name tasks by) do not depend on whether diagnostics
+    /// made it a node (see `crate::shield`).
+    #[inline]
+    pub(crate) fn reserve_id(&mut self) -> TaskId {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// [`Tree::insert`] with an id taken earlier by [`Tree::reserve_id`].
+    pub(crate) fn insert_as(
+        &mut self,
+        parent: Option<Key>,
+        kind: NodeKind,
+        location: &'static Location<'static>,
+        id: TaskId,
     ) -> NodeRef {
         let parent = parent.unwrap_or(NIL);
         let cancel = match kind {
@@ -167,8 +191,6 @@ impl Tree {
             _ if parent == NIL => None,
             _ => self.nodes[parent as usize].cancel,
         };
-        let id = TaskId(self.next_id);
-        self.next_id += 1;
         let prev = if parent == NIL {
             NIL
         } else {

@@ -398,9 +398,18 @@ fn report_schedule(what: &str, schedule: &Schedule) {
 }
 
 /// `TREELOOP_SCHEDULE=<schedule> cargo test <this test> -- --exact`.
+/// A schedule cut at `SCHEDULE_KEPT` choices says so after the line.
 pub(crate) fn replay_line(schedule: &Schedule) -> String {
+    let cut = match schedule.cut() {
+        0 => String::new(),
+        n => format!(
+            "\n    (only its first {} choices were kept, {n} later ones were not: it replays \
+             the failure only if that happens within them)",
+            schedule.len()
+        ),
+    };
     format!(
-        "TREELOOP_SCHEDULE={schedule} cargo test {} -- --exact",
+        "TREELOOP_SCHEDULE={schedule} cargo test {} -- --exact{cut}",
         test_name()
     )
 }

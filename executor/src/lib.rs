@@ -78,7 +78,9 @@ pub use or_cancel::{FutureExt, OrCancel};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
 pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
 pub use root::wake_all;
-pub use schedule::{Choice, ChoicePoint, Fallback, ParseScheduleError, Replay, Schedule};
+pub use schedule::{
+    Choice, ChoicePoint, Fallback, ParseScheduleError, Replay, SCHEDULE_KEPT, Schedule,
+};
 pub use shield::{Shield, shield};
 pub use strategy::Strategy;
 pub use trace::{Divergence, EVENTS_KEPT, STEPS_KEPT, StepTaken, TaskIdentity, Trace, TraceEvent};

@@ -91,7 +91,15 @@ pub struct Schedule {
     /// position, and a recording appends to it (8 bytes per choice; a labelled
     /// simplification, the string is what compresses).
     symbols: Vec<u64>,
+    /// Choices made after the first [`SCHEDULE_KEPT`], not recorded.
+    cut: u64,
 }
+
+/// How many choices a run's schedule records: the first 1,048,576 (8 MiB). A run that makes
+/// more keeps only the count of the rest ([`Schedule::cut`]): a replay of it takes the
+/// recorded choices and then goes on as FIFO. (Bounded like the trace: a ten-million-poll
+/// seeded run would otherwise hold 80 MB of choices.)
+pub const SCHEDULE_KEPT: usize = 1 << 20;
 
 impl Schedule {
     /// The number of choices.
@@ -118,9 +126,26 @@ impl Schedule {
             .map(|&symbol| Choice::from_symbol(symbol))
     }
 
+    /// Choices the run made past the first [`SCHEDULE_KEPT`], which were not recorded
+    /// (0 for any run a test would replay).
+    pub fn cut(&self) -> u64 {
+        self.cut
+    }
+
     /// Records the choice of the job with trace number `id`.
+    #[inline]
     pub(crate) fn push_trace_id(&mut self, id: u64) {
-        self.symbols.push(Choice::from_trace_id(id).symbol());
+        self.push_symbol(Choice::from_trace_id(id).symbol());
+    }
+
+    /// Records a choice, or only counts it past [`SCHEDULE_KEPT`].
+    #[inline]
+    fn push_symbol(&mut self, symbol: u64) {
+        if self.symbols.len() < SCHEDULE_KEPT {
+            self.symbols.push(symbol);
+        } else {
+            self.cut += 1;
+        }
     }
 }
 
@@ -128,6 +153,7 @@ impl FromIterator<Choice> for Schedule {
     fn from_iter<I: IntoIterator<Item = Choice>>(choices: I) -> Schedule {
         Schedule {
             symbols: choices.into_iter().map(Choice::symbol).collect(),
+            cut: 0,
         }
     }
 }
@@ -246,7 +272,7 @@ impl FromStr for Schedule {
                 single = Some(index);
             }
         }
-        Ok(Schedule { symbols })
+        Ok(Schedule { symbols, cut: 0 })
     }
 }
 
@@ -456,7 +482,7 @@ impl Replayer {
                 default: self.ready[default],
             });
         }
-        self.taken.symbols.push(chosen.symbol());
+        self.taken.push_symbol(chosen.symbol());
         index
     }
 
@@ -519,6 +545,18 @@ mod tests {
         assert_eq!(tasks(&vec![2; 1000]).to_string(), "1.2.1000.AHzg");
         // Two jobs: 1 bit each. `0 1 1`, then `1` (gamma 1) for the run of two: `011100`.
         assert_eq!(tasks(&[4, 7, 7]).to_string(), "1.4,7.3.c");
+    }
+
+    #[test]
+    fn a_schedule_keeps_its_first_choices_and_counts_the_rest() {
+        let mut schedule = Schedule::default();
+        for id in 0..SCHEDULE_KEPT as u64 + 5 {
+            schedule.push_trace_id(id % 3);
+        }
+        assert_eq!(schedule.len(), SCHEDULE_KEPT);
+        assert_eq!(schedule.cut(), 5);
+        let last = (SCHEDULE_KEPT as u64 - 1) % 3;
+        assert_eq!(schedule.get(SCHEDULE_KEPT - 1), Some(Choice::Task(last)));
     }
 
     #[test]

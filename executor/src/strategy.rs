@@ -358,6 +358,13 @@ impl<J> Pct<J> {
         //    fresh priorities are drawn in a reproducible order).
         let others_ready = self.ready.len() + self.woken.len() > 1;
         // (Taken out and put back, so the buffer is reused and `self` stays free to borrow.)
+        //    Optimisation: the best of them is held out of the heap, and taken directly if
+        //    it beats the heap's top, which is the common case (a task that yields keeps
+        //    the highest priority): a push that sifts to the top and a pop that sifts back
+        //    down, 2 log n moves, become one comparison. The job taken is the same: the
+        //    order is total (priority, then number), so the maximum is unique.
+        let waiting = self.ready.len() + self.woken.len();
+        let mut best: Option<Ranked<J>> = None;
         let mut woken = std::mem::take(&mut self.woken);
         for (job, why) in woken.drain(..) {
             let number = number(&job);
@@ -365,19 +372,35 @@ impl<J> Pct<J> {
                 Woken::ByItself => self.yielded(number, others_ready),
                 Woken::ByOther => self.priority_of(number),
             };
-            self.ready.push(Ranked {
+            let ranked = Ranked {
                 priority,
                 number,
                 woken: why,
                 job,
-            });
+            };
+            match &best {
+                Some(held) if *held >= ranked => self.ready.push(ranked),
+                _ => {
+                    if let Some(held) = best.replace(ranked) {
+                        self.ready.push(held);
+                    }
+                }
+            }
         }
         self.woken = woken;
         // 2. Take the highest.
-        let choice = self.ready.len() >= 2;
+        let choice = waiting >= 2;
+        let top = match best {
+            Some(held) if self.ready.peek().is_none_or(|top| held > *top) => Some(held),
+            Some(held) => {
+                self.ready.push(held);
+                self.ready.pop()
+            }
+            None => self.ready.pop(),
+        };
         let Some(Ranked {
             number, woken, job, ..
-        }) = self.ready.pop()
+        }) = top
         else {
             // Idle: whatever wakes a job from now on (a timer after a jump of virtual
             // time, say) is not that job's own poll.

@@ -11,6 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use treeloop_executor::Strategy;
 
+use crate::determinism;
 use crate::runtime::{Builder, seed_from_env};
 
 /// What a checked test body may return: `()`, or a `Result` whose `Err` is a failure.
@@ -48,7 +49,17 @@ impl<E: Debug> CheckOutcome for Result<(), E> {
 /// The failure's [schedule](crate::Runtime::schedule) is printed too, as
 /// `TREELOOP_SCHEDULE=<schedule> cargo test <name> -- --exact`: set, it makes `check` run
 /// that one schedule (instead of any seed) with [`Builder::replay`](crate::Builder::replay),
-/// which names tasks by number and so replays across changes that keep the tasks.
+/// which names tasks by number and so replays across changes that keep the tasks. When the
+/// failing run drew from [`test::rng`](crate::test::rng), that line carries
+/// `TREELOOP_SEED` as well, since the numbers drawn come from the seed.
+///
+/// A failing seed is run once more before its replay line is printed. If the rerun does not
+/// agree with the failing run (other scheduling decisions, other tasks, or another ending),
+/// the body is not deterministic given its seed: `check` first prints where the two runs
+/// part (see [`Trace::first_divergence`](crate::Trace::first_divergence)) and warns that
+/// the replay line may not reproduce the failure. A passing seed runs once, so a body that
+/// counts its runs sees one per seed; [`check_determinism`](crate::test::check_determinism)
+/// checks a passing body.
 ///
 /// ```
 /// use std::cell::Cell;
@@ -146,7 +157,21 @@ where
             },
             Err(payload) => Failure::Panicked(payload),
         };
-        report_seed(seed, ran_with, &runtime.schedule());
+        // Run the failing seed again: if the rerun does not agree, say so before the replay
+        // line, which then may not replay.
+        let ending = match &failure {
+            Failure::Panicked(payload) => determinism::Ending::panicked(payload),
+            Failure::Returned(description) => determinism::Ending::Returned(description.clone()),
+        };
+        determinism::warn_unless_failure_replays(
+            &seeded,
+            &body,
+            location,
+            seed,
+            runtime.trace(),
+            ending,
+        );
+        report_seed(seed, ran_with, &runtime.schedule(), runtime.drew_from_rng());
         match failure {
             Failure::Panicked(payload) => panic::resume_unwind(payload),
             Failure::Returned(description) => {
@@ -179,8 +204,14 @@ fn horizon_from_env() -> Option<u64> {
 }
 
 /// Prints the failing seed and how to replay it (with the PCT horizon it ran with, if
-/// learned), and the failing run's schedule, which replays it without the seed.
-fn report_seed(seed: u64, horizon: Option<u64>, schedule: &treeloop_executor::Schedule) {
+/// learned), and the failing run's schedule, which replays it without the seed (with the
+/// seed too if the run `drew` from `test::rng`, whose numbers come from the seed).
+fn report_seed(
+    seed: u64,
+    horizon: Option<u64>,
+    schedule: &treeloop_executor::Schedule,
+    drew: bool,
+) {
     // libtest names each test's thread after the test.
     let test = std::thread::current()
         .name()
@@ -190,10 +221,14 @@ fn report_seed(seed: u64, horizon: Option<u64>, schedule: &treeloop_executor::Sc
     let horizon = horizon
         .map(|steps| format!(" TREELOOP_PCT_HORIZON={steps}"))
         .unwrap_or_default();
+    let rng_seed = match drew {
+        true => format!("TREELOOP_SEED={seed} "),
+        false => String::new(),
+    };
     treeloop_executor::report::report(format_args!(
         "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
          TREELOOP_SEED={seed}{horizon} cargo test {test} -- --exact\n\
-         or by its schedule, which survives changes that keep the tasks:\n    {}",
+         or by its schedule, which survives changes that keep the tasks:\n    {rng_seed}{}",
         crate::explore::replay_line(schedule)
     ));
 }

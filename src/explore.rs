@@ -374,7 +374,12 @@ where
     let schedule: Schedule = text
         .parse()
         .unwrap_or_else(|err| panic!("TREELOOP_SCHEDULE: {err}"));
-    let (runtime, failed) = run_once(&builder.clone().replay(schedule.clone()), body, location);
+    let mut replay = builder.clone().replay(schedule.clone());
+    // A seed given too chooses nothing, but seeds `test::rng` as in the failing run.
+    if let Some(seed) = crate::runtime::seed_from_env() {
+        replay = replay.seed(seed);
+    }
+    let (runtime, failed) = run_once(&replay, body, location);
     if let Some(failed) = failed {
         let diverged = match runtime.replay_divergences() {
             0 => String::new(),

@@ -60,8 +60,10 @@
 #![warn(missing_docs)]
 
 mod check;
+mod determinism;
 mod explore;
 mod future_ext;
+mod rng;
 mod runtime;
 
 pub use future_ext::FutureExt;
@@ -71,6 +73,8 @@ pub use treeloop_executor::{
     Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here, checkpoint, dump,
     shield, shutdown, spawn, yield_now,
 };
+// What `Trace::first_divergence` returns, and its parts.
+pub use treeloop_executor::{Divergence, StepTaken, TaskIdentity};
 pub use treeloop_macros::{main, test};
 pub use treeloop_scope::{
     Cancellation, GraceExpired, Graceful, MemberError, OnCancel, Scope, ScopeError, ScopeResultExt,
@@ -102,10 +106,14 @@ pub use treeloop_reactor::buffered as io;
 /// Testing under seeds: run a body under many interleavings, replay a failing one.
 pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
+    pub use crate::determinism::{Determinism, check_determinism, check_determinism_with};
     pub use crate::explore::{
         DEFAULT_MAX_SCHEDULES, DEFAULT_PREEMPTION_BOUND, Exploration, Explore, explore,
         explore_with,
     };
+    pub use crate::rng::rng;
+    /// The generator [`rng`] returns: `fastrand`'s, re-exported so a helper can take one.
+    pub use fastrand::Rng;
     pub use treeloop_executor::{Choice, ParseScheduleError, Schedule};
 }
 
@@ -134,6 +142,7 @@ pub use treeloop_scope::sync;
 pub mod task {
     pub use treeloop_executor::TaskBuilder as Builder;
     pub use treeloop_executor::{Region, RegionHandle, RegionKind, SpawnRefused};
+    pub use treeloop_executor::{ancestry, scheduling_seed};
 }
 
 /// Seeing inside: the tree dump's parts, the watchdog's and slow-poll reports, and the

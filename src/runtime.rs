@@ -181,7 +181,9 @@ impl Builder {
     ///
     /// The seed given here is the seed used: the environment variable `TREELOOP_SEED` does
     /// not override it (a test looping over seeds explores them all). `TREELOOP_SEED` steers
-    /// [`test::check`](crate::test::check) only, which replays a failing seed with it.
+    /// [`test::check`](crate::test::check) only, which replays a failing seed with it (and
+    /// [`test::check_determinism`](crate::test::check_determinism), which runs it, when its
+    /// builder has no seed).
     pub fn seed(mut self, seed: u64) -> Builder {
         self.seed = Some(seed);
         self
@@ -255,6 +257,11 @@ impl Builder {
             log_choice_points: true,
         });
         self
+    }
+
+    /// The seed given with [`seed`](Self::seed), if any.
+    pub(crate) fn seed_given(&self) -> Option<u64> {
+        self.seed
     }
 
     /// Whether `test::check_with` should learn PCT's horizon: PCT, and none given.
@@ -377,6 +384,7 @@ impl Builder {
             reactor: RefCell::new(reactor),
             executor,
             seed,
+            streams: crate::rng::Streams::new(deterministic.then(|| seed.unwrap_or(0))),
         })
     }
 }
@@ -390,6 +398,8 @@ pub struct Runtime {
     reactor: RefCell<Reactor>,
     /// The seed of a deterministic run.
     seed: Option<u64>,
+    /// What `test::rng` draws from while a `block_on` runs.
+    streams: Rc<crate::rng::Streams>,
 }
 
 impl Runtime {
@@ -419,6 +429,7 @@ impl Runtime {
         );
         let mut reactor = self.reactor.borrow_mut();
         let _reactor = reactor.enter();
+        let _rng = crate::rng::enter(&self.streams);
         self.executor.block_on_at(future, &mut *reactor, location)
     }
 }
@@ -448,6 +459,12 @@ impl Runtime {
     /// instead; 0 for a faithful replay, and when not replaying.
     pub fn replay_divergences(&self) -> u64 {
         self.executor.replay_divergences()
+    }
+
+    /// Whether code run here called `test::rng` in a seeded runtime (its numbers then come
+    /// from the seed, which a schedule alone does not carry).
+    pub(crate) fn drew_from_rng(&self) -> bool {
+        self.streams.handed_out() > 0
     }
 
     /// `test::explore`'s view of the run: each choice with its alternatives.

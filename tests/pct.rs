@@ -303,15 +303,23 @@ fn a_failing_seed_replays_with_the_horizon_it_learned() {
     // learned from the seeds before it (what the replay line prints) finds it again.
     let strategy = Strategy::Pct { depth: 3 };
     let runs = Cell::new(0u64);
+    let first_torn = Cell::new(None);
     quiet_deadlocks();
     let failed = panic::catch_unwind(AssertUnwindSafe(|| {
         treeloop::test::check_with(Builder::new().strategy(strategy), SEEDS, || async {
-            runs.set(runs.get() + 1);
-            assert!(!reorder().await, "{TORN}");
+            let run = runs.get();
+            runs.set(run + 1);
+            let torn = reorder().await;
+            if torn && first_torn.get().is_none() {
+                first_torn.set(Some(run));
+            }
+            assert!(!torn, "{TORN}");
         })
     }));
     assert!(failed.is_err(), "no seed found the bug");
-    let seed = runs.get() - 1;
+    // Each seed before the failing one ran once (check then runs the failing seed again, to
+    // see that it replays): the failing run's index is its seed.
+    let seed = first_torn.get().expect("a torn run");
     let mut horizon = None;
     for earlier in 0..seed {
         let mut builder = Builder::new().seed(earlier).strategy(strategy);

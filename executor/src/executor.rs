@@ -40,7 +40,7 @@ use crate::report::{Report, Sink, report_message};
 use crate::root::{RootTask, RootWaker, TeardownOnUnwind, report_extra_panics, wake_all};
 use crate::strategy::Strategy;
 use crate::trace::{Recorder, Trace, TraceEvent};
-use crate::tree::{Key, NodeKind, NodeRef, Phase, Tree};
+use crate::tree::{Key, NodeKind, NodeRef, Phase, TaskId, Tree};
 
 /// A panic payload, as `catch_unwind` returns it.
 pub type Payload = Box<dyn Any + Send + 'static>;
@@ -106,6 +106,9 @@ pub(crate) struct Core {
     pub(crate) diag: Option<Diag>,
     /// Where reports go; stderr when `None`.
     pub(crate) sink: Option<Sink>,
+    /// The seed the scheduling strategy was given (0 unless seeded), for code that wants
+    /// its own seeded choices to follow the run's seed (`treeloop::sim`'s faults).
+    pub(crate) seed: u64,
 }
 
 /// Everything an [`Executor`] can be configured with.
@@ -290,6 +293,34 @@ impl Core {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Aborts every task of `key`'s subtree, shielded ones included: each is dropped at its
+    /// next poll without running again, and the subtree is cancelled (regions see it).
+    pub(crate) fn abort_subtree(&self, key: Key) {
+        let wakers = self.tree.borrow_mut().abort_subtree(key);
+        self.aborting.set(self.aborting.get() + wakers.len());
+        self.cancel(key, CancelReason::Explicit);
+        // Release the borrow before waking (done above); wake even the already cancelled.
+        wake_all(wakers);
+    }
+
+    /// The ids of the node being polled (between polls, the root) and of its ancestors,
+    /// innermost first; empty when no `block_on` runs.
+    pub(crate) fn ancestry(&self) -> Vec<TaskId> {
+        let tree = self.tree.borrow();
+        let current = self.current.get();
+        let mut at = if current != Key::MAX {
+            Some(current)
+        } else {
+            Some(self.root.get()).filter(|&root| tree.get(root).is_some())
+        };
+        let mut ids = Vec::new();
+        while let Some(key) = at {
+            ids.push(tree.node(key).id);
+            at = tree.parent(key);
+        }
+        ids
     }
 
     /// Removes a childless node and wakes whoever was waiting for it to go.
@@ -477,6 +508,7 @@ impl Executor {
                     scheduling.pct_horizon,
                     scheduling.replay,
                 )),
+                seed: scheduling.seed,
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 observed: scheduling.trace || diag.is_some(),
                 root: Cell::new(Key::MAX),

@@ -111,6 +111,38 @@ impl<T> JoinHandle<T> {
         self.with_live_node(|core, key| core.abort(key));
     }
 
+    /// Aborts the task *and every task under it*, shielded ones included: none of them is
+    /// polled again, each future is dropped at its next poll without running its cleanup (a
+    /// crash, where [`abort`](Self::abort) drops only this task's future and lets its
+    /// children clean up). The handle resolves to a [`JoinError`] with
+    /// [`JoinError::is_aborted`] once they are all gone. `treeloop::sim` crashes a host
+    /// with it.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let cleaned = Rc::new(Cell::new(0));
+    /// let seen = cleaned.clone();
+    /// treeloop::block_on(async move {
+    ///     let parent = treeloop::spawn(async move {
+    ///         treeloop::spawn(async move {
+    ///             // Cancellation would run this cleanup; a crash does not.
+    ///             let _ = treeloop::cancelled().await;
+    ///             seen.set(seen.get() + 1);
+    ///         });
+    ///         std::future::pending::<()>().await
+    ///     });
+    ///     treeloop::yield_now().await.unwrap();
+    ///     parent.abort_subtree();
+    ///     assert!(parent.await.unwrap_err().is_aborted());
+    /// });
+    /// assert_eq!(cleaned.get(), 0);
+    /// ```
+    pub fn abort_subtree(&self) {
+        self.with_live_node(|core, key| core.abort_subtree(key));
+    }
+
     /// Runs `f` on the task's node if the task has not finished. A task that has not
     /// finished belongs to the runtime running on this thread: `block_on` finishes every
     /// task before it returns, and handles cannot leave the thread.

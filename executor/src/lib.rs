@@ -149,6 +149,30 @@ pub fn shutdown() {
     });
 }
 
+/// The ids of the task (or region, or shield) being polled and of its ancestors, innermost
+/// first, up to the root of the running `block_on`; empty outside a runtime. How code finds
+/// the part of the tree it runs in: `treeloop::sim` finds the host a socket belongs to as
+/// the nearest ancestor that is a host's task.
+///
+/// ```
+/// treeloop::block_on(async {
+///     let outer = treeloop::task::ancestry();
+///     let inner = treeloop::spawn(async { treeloop::task::ancestry() }).await.unwrap();
+///     assert_eq!(inner.len(), outer.len() + 1);
+///     assert_eq!(inner[1..], outer[..]);
+/// });
+/// ```
+pub fn ancestry() -> Vec<TaskId> {
+    context::with_core(|core| core.ancestry()).unwrap_or_default()
+}
+
+/// The seed the running runtime's scheduler draws from (`Builder::seed`; 0 when it was not
+/// seeded), or `None` outside a runtime: for test code whose own seeded choices should
+/// change with the run's seed (`treeloop::sim::Net::new` seeds its faults with it).
+pub fn scheduling_seed() -> Option<u64> {
+    context::with_core(|core| core.seed)
+}
+
 /// A snapshot of the running tree: every task, region and shield with its id, name, spawn
 /// location, state, parent and children (poll counts and times too, with diagnostics on).
 /// Its `Display` prints an indented tree. Iterative: any depth (R21).

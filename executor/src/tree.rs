@@ -315,6 +315,25 @@ impl Tree {
         on_mark(key, node);
     }
 
+    /// Moves every active task of `start`'s subtree (`start` included, shields crossed) to
+    /// `Aborting` and returns their wakers: a crash, where no task of the subtree runs again
+    /// (`JoinHandle::abort_subtree`). Regions need nothing: their owners are tasks.
+    pub(crate) fn abort_subtree(&mut self, start: Key) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        let mut cur = start;
+        loop {
+            let node = &mut self.nodes[cur as usize];
+            if node.kind == NodeKind::Task && node.phase == Phase::Active {
+                node.phase = Phase::Aborting;
+                wakers.extend(node.waker.clone());
+            }
+            match self.next_preorder(cur, start, true) {
+                Some(next) => cur = next,
+                None => return wakers,
+            }
+        }
+    }
+
     /// The node after `cur` in a pre-order walk of the subtree rooted at `top`, skipping
     /// `cur`'s children unless `descend`.
     fn next_preorder(&self, cur: Key, top: Key, descend: bool) -> Option<Key> {

@@ -120,7 +120,7 @@ impl DuplexStream {
 }
 
 /// Polls `op` on `pipe` as an await point: the cancellation check first, then the budget.
-fn await_point<R>(
+pub(super) fn await_point<R>(
     cx: &mut Context<'_>,
     op: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<R>>,
 ) -> Poll<io::Result<R>> {

@@ -1,5 +1,5 @@
 //! In-memory networking for deterministic tests: [`duplex`] streams and a [`listener`] with
-//! its [`Connector`].
+//! its [`Connector`], and [`Net`], a simulated network of hosts.
 //!
 //! Real sockets make a seeded run unreproducible (the OS decides when bytes arrive), so a
 //! seeded runtime refuses them. These live in memory instead: what one end writes the other
@@ -36,9 +36,41 @@
 //! Every operation is a treeloop await point: in a cancelled region a read fails without
 //! consuming anything, a write without writing, an accept without taking a connection off
 //! the queue, a connect without connecting (R7).
+//!
+//! # A network of hosts
+//!
+//! A [`Net`] holds named [`Host`]s, each with an address and a task subtree started by
+//! [`Host::spawn`]; inside it, [`TcpListener`], [`TcpStream`] and [`UdpSocket`] (the shapes
+//! of `treeloop::net`'s) belong to the host, found through the task tree. Messages cross
+//! [`Link`]s with latency, jitter, bandwidth, loss and duplication drawn from the net's
+//! seed, on virtual time; [`Net::partition`]/[`Net::repair`] and [`Net::hold`]/
+//! [`Net::release`] cut links on demand. A crash ([`Net::crash`]) aborts the host's
+//! subtree and resets its connections (peers see `ConnectionReset`); a shutdown
+//! ([`Net::shutdown`]) cancels it (cleanups run, peers read an orderly end of stream);
+//! [`Net::restart`] starts its next generation. Each host keeps its last [`Message`]s.
+//!
+//! Files: `net.rs` (the `Net` and its faults), `host.rs` (hosts, their registry and
+//! addresses), `world.rs` (the shared state and the pump that delivers on time), `link.rs`
+//! (link settings and the generator), `conn.rs` (connection state), `tcp.rs`, `udp.rs`,
+//! `record.rs` (the message rings).
 
+mod conn;
 mod duplex;
+mod host;
+mod link;
 mod listener;
+mod net;
+mod record;
+mod tcp;
+mod udp;
+mod world;
 
+pub use conn::WINDOW;
 pub use duplex::{DuplexStream, duplex};
+pub use host::{Host, HostError, HostTask, ToSimAddr};
+pub use link::{Link, LinkStats};
 pub use listener::{ConnectionId, Connector, Listener, listener};
+pub use net::Net;
+pub use record::{Event, Message, Payload, Protocol};
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;

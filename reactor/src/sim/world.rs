@@ -1,0 +1,372 @@
+//! The state one simulated network shares: hosts, links, sockets, and the messages in
+//! flight, delivered by one pump task on virtual time.
+//!
+//! A send computes the message's arrival (the link's bandwidth, latency and jitter) and
+//! pushes it on a heap ordered by `(arrival, sequence)`; the pump, a task in the net's
+//! region, sleeps until the earliest arrival, delivers everything due, and sleeps again. A
+//! delivery first asks the link: held or partitioned, the message waits in the link (a
+//! datagram on a partition is dropped); otherwise it reaches the receiving socket.
+//!
+//! Ground rules: the `World` is borrowed for one step at a time and never across user code
+//! or an await; wakers found during a step are pushed on `to_wake` and woken once the
+//! borrow is released ([`with`]). Equal arrivals are delivered in send order (the
+//! sequence), so a seed replays the same deliveries.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use slab::Slab;
+use treeloop_executor::RegionHandle;
+
+use super::conn::{self, Conn, ConnRef, ListenerState, Segment};
+use super::host::HostState;
+use super::link::{Link, LinkState, Rng};
+use super::record::{Event, Message, Payload, Protocol};
+use super::udp::{self, UdpState};
+use crate::clock::Instant;
+use crate::timer::Timer;
+
+/// A host's index in [`World::hosts`].
+pub(crate) type HostId = usize;
+
+/// How many deliveries the pump makes per poll before letting other tasks run.
+const PUMP_BATCH: usize = 256;
+
+/// What a message carries, by protocol.
+#[derive(Debug)]
+pub(crate) enum Cargo {
+    /// A stream segment for end `to_end` of a connection.
+    Tcp {
+        /// The connection.
+        conn: ConnRef,
+        /// The end it travels to.
+        to_end: usize,
+        /// What it is.
+        segment: Segment,
+    },
+    /// A datagram.
+    Udp(Vec<u8>),
+}
+
+/// A message on its way.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    /// When it arrives at the far end of its link.
+    pub(crate) at: Instant,
+    /// Send order, to break ties.
+    pub(crate) seq: u64,
+    /// The sending host.
+    pub(crate) from_host: HostId,
+    /// The receiving host.
+    pub(crate) to_host: HostId,
+    /// The sending socket.
+    pub(crate) from: SocketAddr,
+    /// The receiving socket.
+    pub(crate) to: SocketAddr,
+    /// The message.
+    pub(crate) cargo: Cargo,
+}
+
+impl Flight {
+    fn protocol(&self) -> Protocol {
+        match self.cargo {
+            Cargo::Tcp { .. } => Protocol::Tcp,
+            Cargo::Udp(_) => Protocol::Udp,
+        }
+    }
+
+    fn payload(&self) -> Payload {
+        match &self.cargo {
+            Cargo::Tcp { segment, .. } => segment.payload(),
+            Cargo::Udp(data) => Payload::Data(data.len()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self.payload() {
+            Payload::Data(n) => n,
+            _ => 0,
+        }
+    }
+}
+
+// A min-heap on (at, seq): `BinaryHeap` is a max-heap, so the order is reversed.
+impl Ord for Flight {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Flight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Flight {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Flight {}
+
+/// Everything one simulated network holds.
+pub(crate) struct World {
+    /// Every random fault comes from here.
+    pub(crate) rng: Rng,
+    /// The hosts, by id (never removed).
+    pub(crate) hosts: Vec<HostState>,
+    /// What a link starts as.
+    pub(crate) default_link: Link,
+    /// Links by `(from, to)`, made on first use.
+    pub(crate) links: BTreeMap<(HostId, HostId), LinkState<Flight>>,
+    /// TCP-like connections.
+    pub(crate) conns: Slab<Conn>,
+    /// Identity of the next connection (slab keys are reused, identities are not).
+    pub(crate) next_conn: u64,
+    /// TCP-like listeners.
+    pub(crate) listeners: Slab<ListenerState>,
+    /// UDP-like sockets.
+    pub(crate) udp: Slab<UdpState>,
+    /// Messages in flight, earliest arrival on top.
+    pub(crate) flights: BinaryHeap<Flight>,
+    /// Messages sent so far (the next sequence number).
+    pub(crate) seq: u64,
+    /// The pump, while it waits.
+    pub(crate) pump: Option<Waker>,
+    /// When the pump's timer fires (`None`: it waits for a send).
+    pub(crate) pump_deadline: Option<Instant>,
+    /// Wakers to wake once the borrow is released.
+    pub(crate) to_wake: Vec<Waker>,
+    /// How long a connect waits for an answer before `TimedOut`.
+    pub(crate) connect_timeout: Duration,
+    /// How many messages each host's ring keeps.
+    pub(crate) ring_limit: usize,
+    /// The region every host's task (and the pump) runs in.
+    pub(crate) region: RegionHandle,
+    /// The `Net` was dropped: the pump stops.
+    pub(crate) closed: bool,
+}
+
+/// Runs `f` on the world, then wakes what it found to wake (after the borrow is released:
+/// a waker may re-enter).
+pub(crate) fn with<R>(world: &RefCell<World>, f: impl FnOnce(&mut World) -> R) -> R {
+    let (result, wake) = {
+        let mut world = world.borrow_mut();
+        let result = f(&mut world);
+        (result, std::mem::take(&mut world.to_wake))
+    };
+    treeloop_executor::wake_all(wake);
+    result
+}
+
+impl World {
+    pub(crate) fn new(seed: u64, region: RegionHandle) -> World {
+        World {
+            rng: Rng::new(seed),
+            hosts: Vec::new(),
+            default_link: Link::default(),
+            links: BTreeMap::new(),
+            conns: Slab::new(),
+            next_conn: 0,
+            listeners: Slab::new(),
+            udp: Slab::new(),
+            flights: BinaryHeap::new(),
+            seq: 0,
+            pump: None,
+            pump_deadline: None,
+            to_wake: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            ring_limit: 64,
+            region,
+            closed: false,
+        }
+    }
+
+    /// The link `from -> to`, made from the default if it is new.
+    pub(crate) fn link(&mut self, from: HostId, to: HostId) -> &mut LinkState<Flight> {
+        let default = self.default_link;
+        self.links
+            .entry((from, to))
+            .or_insert_with(|| LinkState::new(default))
+    }
+
+    /// Records what happened to `flight` on `host`'s ring; returns its number there.
+    pub(crate) fn record(&mut self, host: HostId, event: Event, flight: &Flight) -> u64 {
+        let message = Message {
+            at: Instant::now(),
+            event,
+            protocol: flight.protocol(),
+            payload: flight.payload(),
+            from: flight.from,
+            to: flight.to,
+        };
+        self.hosts[host].ring.push(message)
+    }
+
+    /// Puts a message on the link `from_host -> to_host`, arriving no earlier than
+    /// `not_before` (a stream's previous segment), and returns when it arrives.
+    pub(crate) fn send(&mut self, mut flight: Flight, not_before: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let len = flight.len();
+        let link = self
+            .links
+            .entry((flight.from_host, flight.to_host))
+            .or_insert_with(|| LinkState::new(self.default_link));
+        let mut at = link.arrival(now, len, &mut self.rng);
+        link.stats.sent += 1;
+        if let Some(previous) = not_before {
+            at = at.max(previous);
+        }
+        flight.at = at;
+        self.record(flight.from_host, Event::Sent, &flight);
+        self.enqueue(flight);
+        at
+    }
+
+    /// Puts `flight` (whose `at` is set) in flight, with the next sequence number.
+    pub(crate) fn enqueue(&mut self, mut flight: Flight) {
+        flight.seq = self.seq;
+        self.seq += 1;
+        if self
+            .pump_deadline
+            .is_none_or(|deadline| flight.at < deadline)
+        {
+            if let Some(pump) = self.pump.take() {
+                self.to_wake.push(pump);
+            }
+        }
+        self.flights.push(flight);
+    }
+
+    /// A message has reached the far end of its link: held, dropped, or delivered.
+    fn arrive(&mut self, flight: Flight) {
+        let link = self.link(flight.from_host, flight.to_host);
+        let partitioned = link.partitioned;
+        if link.held || partitioned {
+            if partitioned && matches!(flight.cargo, Cargo::Udp(_)) {
+                link.stats.dropped += 1;
+                self.record(flight.to_host, Event::Dropped, &flight);
+                return;
+            }
+            link.stats.held += 1;
+            self.record(flight.to_host, Event::Held, &flight);
+            self.link(flight.from_host, flight.to_host)
+                .waiting
+                .push_back(flight);
+            return;
+        }
+        self.deliver(flight);
+    }
+
+    /// Hands `flight` to its socket (a link let it through).
+    pub(crate) fn deliver(&mut self, flight: Flight) {
+        let (from_host, to_host) = (flight.from_host, flight.to_host);
+        // Recorded before the hand-over, which may answer (a SYN-ACK is sent after its
+        // SYN arrived), and corrected if nothing took it.
+        let number = self.record(to_host, Event::Delivered, &flight);
+        if self.hand_over(&flight) {
+            self.link(from_host, to_host).stats.delivered += 1;
+        } else {
+            self.link(from_host, to_host).stats.dropped += 1;
+            self.hosts[to_host].ring.set_event(number, Event::Dropped);
+        }
+    }
+
+    /// Gives `flight`'s cargo to the socket it is for; `false` if nothing took it.
+    fn hand_over(&mut self, flight: &Flight) -> bool {
+        match &flight.cargo {
+            Cargo::Tcp {
+                conn,
+                to_end,
+                segment,
+            } => conn::arrive(self, *conn, *to_end, segment),
+            Cargo::Udp(data) => udp::arrive(self, flight, data),
+        }
+    }
+
+    /// Lets the messages `from -> to` held by `hold` or `partition` through, in the order
+    /// they arrived, if the link is neither held nor partitioned any more.
+    pub(crate) fn flush(&mut self, from: HostId, to: HostId) {
+        let link = self.link(from, to);
+        if link.held || link.partitioned {
+            return;
+        }
+        let waiting = std::mem::take(&mut link.waiting);
+        for flight in waiting {
+            self.deliver(flight);
+        }
+    }
+
+    /// Delivers what is due; the next arrival after that.
+    fn pump_due(&mut self, now: Instant) -> Step {
+        for _ in 0..PUMP_BATCH {
+            match self.flights.peek() {
+                Some(top) if top.at <= now => {
+                    let flight = self.flights.pop().expect("peeked");
+                    self.arrive(flight);
+                }
+                Some(top) => return Step::Wait(Some(top.at)),
+                None => return Step::Wait(None),
+            }
+        }
+        Step::Yield
+    }
+}
+
+/// What the pump does after a batch.
+enum Step {
+    /// Sleep until this arrival (or until a send, for `None`).
+    Wait(Option<Instant>),
+    /// More is due: let other tasks run first.
+    Yield,
+}
+
+/// The pump: delivers messages as they arrive, until the `Net` is dropped.
+///
+/// It keeps a plain [`Timer`], not a cancellable sleep: a host being shut down gracefully
+/// (its region cancelled) still needs its last bytes and FINs carried.
+pub(crate) async fn pump(world: Rc<RefCell<World>>) {
+    let mut timer: Option<Timer> = None;
+    poll_fn(|cx| {
+        loop {
+            let now = Instant::now();
+            let step = with(&world, |world| {
+                if world.closed {
+                    return None;
+                }
+                let step = world.pump_due(now);
+                if let Step::Wait(deadline) = step {
+                    world.pump = Some(cx.waker().clone());
+                    world.pump_deadline = deadline;
+                }
+                Some(step)
+            });
+            match step {
+                None => return Poll::Ready(()),
+                Some(Step::Yield) => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Some(Step::Wait(None)) => return Poll::Pending,
+                Some(Step::Wait(Some(deadline))) => {
+                    let timer = timer.get_or_insert_with(|| Timer::at(deadline));
+                    if timer.deadline() != deadline {
+                        timer.reset(deadline);
+                    }
+                    if timer.poll_expired(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}

@@ -6,6 +6,9 @@
 //! [`block_on`] returns only when the whole tree has: nothing is left running behind your
 //! back, and nothing is cut off mid-cleanup.
 //!
+//! These promises are numbered rules, R1 to R21, which comments across the crates cite
+//! (`(R7)`); `docs/rules.md` in the repository states each one, with the tests that check it.
+//!
 //! # A guided tour
 //!
 //! **Spawn.** [`spawn`] starts a child of the task that calls it. The child is allocated by
@@ -65,6 +68,7 @@ mod explore;
 mod future_ext;
 mod rng;
 mod runtime;
+mod shrink;
 
 pub use future_ext::FutureExt;
 pub use runtime::{Builder, Runtime, block_on};
@@ -103,7 +107,7 @@ pub use treeloop_reactor::{Unblock, net, process, signal, sim, unblock};
 #[doc(inline)]
 pub use treeloop_reactor::buffered as io;
 
-/// Testing under seeds: run a body under many interleavings, replay a failing one.
+#[doc = include_str!("test.md")]
 pub mod test {
     pub use crate::check::{CheckOutcome, check, check_with};
     pub use crate::determinism::{Determinism, check_determinism, check_determinism_with};
@@ -112,6 +116,7 @@ pub mod test {
         explore_with,
     };
     pub use crate::rng::rng;
+    pub use crate::shrink::DEFAULT_SHRINK_RUNS;
     /// The generator [`rng`] returns: `fastrand`'s, re-exported so a helper can take one.
     pub use fastrand::Rng;
     pub use treeloop_executor::{Choice, ParseScheduleError, Schedule};

@@ -17,7 +17,7 @@ use std::time::Duration;
 use treeloop_executor::diag::Diagnostics;
 use treeloop_executor::report::{Report, Sink};
 use treeloop_executor::{
-    Executor, Fallback, Options, Replay, Schedule, Scheduling, Strategy, Trace, TreeDump,
+    Deviation, Executor, Fallback, Options, Replay, Schedule, Scheduling, Strategy, Trace, TreeDump,
 };
 use treeloop_reactor::signal::{SHUTDOWN_SIGNALS, SignalKind};
 use treeloop_reactor::{Reactor, ReactorOptions};
@@ -245,6 +245,7 @@ impl Builder {
             schedule,
             fallback: Fallback::Fifo,
             log_choice_points: false,
+            deviations: Vec::new(),
         });
         self
     }
@@ -255,6 +256,23 @@ impl Builder {
             schedule: prefix,
             fallback: Fallback::Continue,
             log_choice_points: true,
+            deviations: Vec::new(),
+        });
+        self
+    }
+
+    /// `test::check`'s shrinking: `schedule`, then FIFO except at `deviations`, each choice
+    /// logged.
+    pub(crate) fn shrink_replay(
+        mut self,
+        schedule: Schedule,
+        deviations: Vec<Deviation>,
+    ) -> Builder {
+        self.replay = Some(Replay {
+            schedule,
+            fallback: Fallback::Fifo,
+            log_choice_points: true,
+            deviations,
         });
         self
     }
@@ -461,10 +479,11 @@ impl Runtime {
         self.executor.replay_divergences()
     }
 
-    /// Whether code run here called `test::rng` in a seeded runtime (its numbers then come
-    /// from the seed, which a schedule alone does not carry).
+    /// Whether code run here drew from the seed: called `test::rng` in a seeded runtime, or
+    /// read the scheduling seed (`sim::Net`'s faults). A schedule alone does not carry it,
+    /// so the replay line then names the seed too.
     pub(crate) fn drew_from_rng(&self) -> bool {
-        self.streams.handed_out() > 0
+        self.streams.handed_out() > 0 || self.executor.seed_was_read()
     }
 
     /// `test::explore`'s view of the run: each choice with its alternatives.

@@ -109,6 +109,9 @@ pub(crate) struct Core {
     /// The seed the scheduling strategy was given (0 unless seeded), for code that wants
     /// its own seeded choices to follow the run's seed (`treeloop::sim`'s faults).
     pub(crate) seed: u64,
+    /// Whether code asked for `seed` (`scheduling_seed`): a replay of this run by its
+    /// schedule then needs the seed too (`test::check` prints both).
+    pub(crate) seed_read: Cell<bool>,
 }
 
 /// Everything an [`Executor`] can be configured with.
@@ -298,8 +301,9 @@ impl Core {
     /// Aborts every task of `key`'s subtree, shielded ones included: each is dropped at its
     /// next poll without running again, and the subtree is cancelled (regions see it).
     pub(crate) fn abort_subtree(&self, key: Key) {
-        let wakers = self.tree.borrow_mut().abort_subtree(key);
-        self.aborting.set(self.aborting.get() + wakers.len());
+        let (moved, wakers) = self.tree.borrow_mut().abort_subtree(key);
+        // Counted per task moved, as `abort` does: each counts itself down when dropped.
+        self.aborting.set(self.aborting.get() + moved);
         self.cancel(key, CancelReason::Explicit);
         // Release the borrow before waking (done above); wake even the already cancelled.
         wake_all(wakers);
@@ -509,6 +513,7 @@ impl Executor {
                     scheduling.replay,
                 )),
                 seed: scheduling.seed,
+                seed_read: Cell::new(false),
                 trace: scheduling.trace.then(|| RefCell::new(Recorder::new())),
                 observed: scheduling.trace || diag.is_some(),
                 root: Cell::new(Key::MAX),
@@ -558,6 +563,13 @@ impl Executor {
     /// [`Replay::log_choice_points`](crate::Replay::log_choice_points) asked for them.
     pub fn choice_points(&self) -> Vec<crate::ChoicePoint> {
         self.core.queue.borrow().choice_points()
+    }
+
+    /// Whether code run here asked for the scheduling seed
+    /// ([`scheduling_seed`](crate::scheduling_seed)): its choices then depend on the seed,
+    /// which a schedule alone does not carry.
+    pub fn seed_was_read(&self) -> bool {
+        self.core.seed_read.get()
     }
 
     /// The decisions recorded so far (empty unless tracing was asked for).

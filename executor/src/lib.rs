@@ -43,6 +43,7 @@ mod cancel;
 mod checkpoint;
 mod context;
 pub mod coop;
+mod deviation;
 pub mod diag;
 #[cfg(feature = "tracing")]
 mod events;
@@ -71,6 +72,7 @@ pub use checkpoint::{
     poll_cancelled, poll_cancelled_or_outside, yield_now,
 };
 pub use context::in_runtime;
+pub use deviation::Deviation;
 pub use diag::TreeDump;
 pub use executor::{Executor, Options, Payload, Scheduling, Tick};
 pub use join::{JoinError, JoinHandle, panic_message};
@@ -170,7 +172,10 @@ pub fn ancestry() -> Vec<TaskId> {
 /// seeded), or `None` outside a runtime: for test code whose own seeded choices should
 /// change with the run's seed (`treeloop::sim::Net::new` seeds its faults with it).
 pub fn scheduling_seed() -> Option<u64> {
-    context::with_core(|core| core.seed)
+    context::with_core(|core| {
+        core.seed_read.set(true);
+        core.seed
+    })
 }
 
 /// A snapshot of the running tree: every task, region and shield with its id, name, spawn

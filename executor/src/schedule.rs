@@ -14,12 +14,14 @@
 //! - Recorded under `Random`, `Pct` and replay (seeded runs), never under `Fifo`: FIFO's hot
 //!   path pays nothing, and replaying the empty schedule *is* the FIFO run.
 //! - A replay takes the recorded task at each choice if it is ready. Where the schedule has
-//!   run out, or names a task that is not ready, it falls back ([`Fallback`]) and counts a
-//!   divergence; it never resynchronises (the `i`th choice of the run is always compared
-//!   with the `i`th of the schedule).
+//!   run out, or names a task that is not ready, it takes a planned [`Deviation`] that
+//!   fits, else falls back ([`Fallback`]), and counts a divergence; it never resynchronises
+//!   (the `i`th choice of the run is always compared with the `i`th of the schedule).
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::deviation::{Deviation, Planned, Polls};
 
 /// One recorded choice: the job that was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -380,8 +382,14 @@ pub struct Replay {
     pub schedule: Schedule,
     /// What to take where the schedule has nothing to say.
     pub fallback: Fallback,
-    /// Keep every choice's ready jobs, for `Executor::choice_points` (`test::explore`).
+    /// Keep every choice's ready jobs, for `Executor::choice_points` (`test::explore`,
+    /// `test::check`'s shrinking).
     pub log_choice_points: bool,
+    /// Where the schedule has nothing to say, these are taken before the fallback: at a
+    /// choice where a deviation's job is ready for the poll it names and the job it names
+    /// is at the front, that job runs (see [`Deviation`]). `test::check` shrinks a failing
+    /// run by replaying fewer and fewer of its deviations.
+    pub deviations: Vec<Deviation>,
 }
 
 /// One choice a replay made, with what it could have made instead (`test::explore`).
@@ -396,6 +404,8 @@ pub struct ChoicePoint {
     /// What the fallback would have taken: never a preemption (it is `last`, or a switch
     /// the spin rule forced).
     pub default: Choice,
+    /// For each job of `ready`, the poll (from 1) it was waiting for.
+    pub polls: Vec<u64>,
 }
 
 impl ChoicePoint {
@@ -405,6 +415,13 @@ impl ChoicePoint {
         self.last.is_some_and(|last| last != choice) && choice != self.default
     }
 }
+
+/// How many ready jobs a logging replay keeps over all its choice points: 4,194,304
+/// (about 100 MB). Past it the choices are made as before but not logged, so
+/// `Executor::choice_points` is shorter than the schedule. (A run of 10,000 tasks spawned
+/// at once would otherwise log 50,000,000 ready jobs on its way down; explore and
+/// shrinking are for runs far smaller.)
+pub(crate) const POINTS_KEPT: usize = 1 << 22;
 
 /// Continuations in a row, each with another job ready, after which [`Fallback::Continue`]
 /// switches to the front (as PCT's spin rule).
@@ -428,11 +445,20 @@ pub(crate) struct Replayer {
     ready: Vec<Choice>,
     /// Every choice, with its alternatives, when logging.
     points: Vec<ChoicePoint>,
+    /// Ready jobs in `points`, over all of them (at most [`POINTS_KEPT`]).
+    logged: usize,
+    /// Each job's polls so far, when logging or deviating (else never counted).
+    polls: Option<Polls>,
+    /// The deviations to take where the schedule has nothing to say.
+    planned: Planned,
 }
 
 impl Replayer {
     pub(crate) fn new(replay: Replay) -> Replayer {
+        let counts = replay.log_choice_points || !replay.deviations.is_empty();
         Replayer {
+            planned: Planned::new(&replay.deviations),
+            polls: counts.then(Polls::default),
             replay,
             next: 0,
             divergences: 0,
@@ -441,6 +467,7 @@ impl Replayer {
             streak: 0,
             ready: Vec::new(),
             points: Vec::new(),
+            logged: 0,
         }
     }
 
@@ -464,7 +491,11 @@ impl Replayer {
             Some(index) => index,
             None => {
                 self.divergences += 1;
-                default
+                let planned = self
+                    .polls
+                    .as_ref()
+                    .and_then(|polls| self.planned.pick(&self.ready, polls));
+                planned.unwrap_or(default)
             }
         };
         let chosen = self.ready[index];
@@ -474,12 +505,18 @@ impl Replayer {
         } else {
             self.streak = 0;
         }
-        if self.replay.log_choice_points {
+        // 4. Log it, within the bound.
+        if self.replay.log_choice_points && self.logged + self.ready.len() <= POINTS_KEPT {
+            self.logged += self.ready.len();
             self.points.push(ChoicePoint {
                 ready: self.ready.clone(),
                 chosen,
                 last,
                 default: self.ready[default],
+                polls: match &self.polls {
+                    Some(polls) => self.ready.iter().map(|&job| polls.next(job)).collect(),
+                    None => Vec::new(),
+                },
             });
         }
         self.taken.push_symbol(chosen.symbol());
@@ -489,6 +526,9 @@ impl Replayer {
     /// The job with trace number `id` was handed out (`None`: nothing was ready).
     pub(crate) fn handed_out(&mut self, id: Option<u64>) {
         self.last = id.map(Choice::from_trace_id);
+        if let (Some(polls), Some(job)) = (&mut self.polls, self.last) {
+            polls.count(job);
+        }
         if id.is_none() {
             self.streak = 0;
         }

@@ -316,20 +316,23 @@ impl Tree {
     }
 
     /// Moves every active task of `start`'s subtree (`start` included, shields crossed) to
-    /// `Aborting` and returns their wakers: a crash, where no task of the subtree runs again
-    /// (`JoinHandle::abort_subtree`). Regions need nothing: their owners are tasks.
-    pub(crate) fn abort_subtree(&mut self, start: Key) -> Vec<Waker> {
+    /// `Aborting` and returns how many it moved, with their wakers: a crash, where no task of
+    /// the subtree runs again (`JoinHandle::abort_subtree`). Regions need nothing: their
+    /// owners are tasks.
+    pub(crate) fn abort_subtree(&mut self, start: Key) -> (usize, Vec<Waker>) {
+        let mut moved = 0;
         let mut wakers = Vec::new();
         let mut cur = start;
         loop {
             let node = &mut self.nodes[cur as usize];
             if node.kind == NodeKind::Task && node.phase == Phase::Active {
                 node.phase = Phase::Aborting;
+                moved += 1;
                 wakers.extend(node.waker.clone());
             }
             match self.next_preorder(cur, start, true) {
                 Some(next) => cur = next,
-                None => return wakers,
+                None => return (moved, wakers),
             }
         }
     }

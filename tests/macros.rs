@@ -21,6 +21,9 @@
 #[path = "common/examples.rs"]
 mod examples;
 
+#[path = "common/child.rs"]
+mod child;
+
 use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::process::Command;
@@ -168,23 +171,8 @@ async fn an_err_under_seeds_fails_the_test_naming_the_seed() -> Result<(), Strin
 /// Runs one test of this binary as a child process (so its uncaptured stderr can be read),
 /// with `env`; returns whether it passed, and its stderr.
 fn run_this_test(name: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let exe = std::env::current_exe().expect("this test binary");
-    let output = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1"])
-        .env_remove("TREELOOP_SEED")
-        .env_remove("TREELOOP_SEEDS")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run this test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("1 passed") || stdout.contains("1 failed"),
-        "{stdout}"
-    );
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let run = child::rerun(name, "TREELOOP_MACROS_CHILD", false, env);
+    (run.passed, run.stderr)
 }
 
 /// The seed in "failed with seed S;" of `stderr`.

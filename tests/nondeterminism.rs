@@ -8,10 +8,12 @@
 //! failing randomised body's `TREELOOP_SEED` line draws the same numbers again (child
 //! process).
 
+#[path = "common/child.rs"]
+mod child;
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::process::Command;
 use std::rc::Rc;
 
 use treeloop::test::{self, Determinism, check_determinism};
@@ -280,31 +282,22 @@ fn check_runs_a_passing_body_once_per_seed_even_if_it_is_not_deterministic() {
 /// Reruns this test binary on one test, with `env` set; its pass/fail, and its stderr (the
 /// reports) followed by its stdout (where libtest puts a failed test's panic).
 fn run_this_test(name: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let exe = std::env::current_exe().expect("this test binary");
-    let output = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env_remove("TREELOOP_SEED")
-        .env_remove("TREELOOP_SEEDS")
-        .env_remove("TREELOOP_SCHEDULE")
-        // These tests count a failing body's runs: shrinking's would add to them.
-        .env("TREELOOP_SHRINK_RUNS", "0")
-        .env("TREELOOP_NONDETERMINISM_CHILD", "1")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run this test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("1 passed") || stdout.contains("1 failed"),
-        "{stdout}"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), format!("{stderr}{stdout}"))
+    // These tests count a failing body's runs: shrinking's would add to them.
+    let env: Vec<_> = [("TREELOOP_SHRINK_RUNS", "0")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let run = child::rerun(name, CHILD, true, &env);
+    (run.passed, format!("{}{}", run.stderr, run.stdout))
 }
 
 /// Whether this is the child run of a test below.
 fn in_child() -> bool {
-    std::env::var_os("TREELOOP_NONDETERMINISM_CHILD").is_some()
+    child::is_child(CHILD)
 }
+
+/// The variable that marks a child run of this file's tests.
+const CHILD: &str = "TREELOOP_NONDETERMINISM_CHILD";
 
 /// Child: a body that spawns in `HashMap` order and always fails.
 #[test]

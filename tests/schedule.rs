@@ -5,9 +5,11 @@
 //! `check` and `explore` replay `TREELOOP_SCHEDULE` (child processes); explore runs exactly
 //! the schedules counted by hand, finds a lost update, and stops at its budget.
 
+#[path = "common/child.rs"]
+mod child;
+
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::process::Command;
 use std::rc::Rc;
 
 use treeloop::test::{Choice, Explore, Schedule, explore, explore_with};
@@ -194,23 +196,8 @@ fn a_thousand_choice_run_of_three_tasks_is_a_short_string() {
 /// Reruns this test binary on one test, with `env` set; the test's pass/fail, and its
 /// stderr (the reports) followed by its stdout (where libtest puts a failed test's panic).
 fn run_this_test(name: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let exe = std::env::current_exe().expect("this test binary");
-    let output = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1"])
-        .env_remove("TREELOOP_SEED")
-        .env_remove("TREELOOP_SEEDS")
-        .env_remove("TREELOOP_SCHEDULE")
-        .env("TREELOOP_SCHEDULE_CHILD", "1")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run this test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("1 passed") || stdout.contains("1 failed"),
-        "{stdout}"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), format!("{stderr}{stdout}"))
+    let run = child::rerun(name, CHILD, false, env);
+    (run.passed, format!("{}{}", run.stderr, run.stdout))
 }
 
 /// The schedule of the `TREELOOP_SCHEDULE=... cargo test` line in `stderr`.
@@ -224,8 +211,11 @@ fn printed_schedule(stderr: &str) -> String {
 
 /// Whether this is the child run of a test below.
 fn in_child() -> bool {
-    std::env::var_os("TREELOOP_SCHEDULE_CHILD").is_some()
+    child::is_child(CHILD)
 }
+
+/// The variable that marks a child run of this file's tests.
+const CHILD: &str = "TREELOOP_SCHEDULE_CHILD";
 
 /// A depth-1 bug: B must run after A. FIFO never finds it (A is woken first).
 async fn order_bug() {

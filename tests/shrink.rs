@@ -6,9 +6,11 @@
 //! turns shrinking off; two runs of one failure print the same. Each runs `check` in a
 //! child process of this test binary and reads what it printed.
 
+#[path = "common/child.rs"]
+mod child;
+
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -167,26 +169,10 @@ struct Child {
 impl Child {
     /// Reruns this test binary on test `name`, with `env` set.
     fn run(name: &str, env: &[(&str, &str)]) -> Child {
-        let exe = std::env::current_exe().expect("this test binary");
-        let output = Command::new(exe)
-            .args([name, "--exact", "--test-threads=1", "--nocapture"])
-            .env_remove("TREELOOP_SEED")
-            .env_remove("TREELOOP_SEEDS")
-            .env_remove("TREELOOP_SCHEDULE")
-            .env_remove("TREELOOP_SHRINK_RUNS")
-            .env("TREELOOP_SHRINK_CHILD", "1")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run this test binary");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            stdout.contains("1 passed") || stdout.contains("1 failed"),
-            "{stdout}"
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let run = child::rerun(name, "TREELOOP_SHRINK_CHILD", true, env);
         Child {
-            passed: output.status.success(),
-            output: format!("{stderr}{stdout}"),
+            passed: run.passed,
+            output: format!("{}{}", run.stderr, run.stdout),
         }
     }
 

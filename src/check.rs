@@ -163,6 +163,8 @@ where
         let runtime = seeded
             .build()
             .unwrap_or_else(|err| panic!("treeloop::test::check could not build a runtime: {err}"));
+        // A simulated network of an earlier seed must not be reported as this one's.
+        let _ = treeloop_reactor::sim::take_last_messages();
         let run = panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on_at(body(), location)));
         let ran_with = horizon;
         if learn {
@@ -172,7 +174,14 @@ where
         let failure = match run {
             Ok(outcome) => match outcome.into_failure() {
                 Ok(()) => continue,
-                Err(description) => Failure::Returned(description),
+                Err(description) => {
+                    // The body dropped its simulated network before returning: report the
+                    // network's last messages now (a panicking body's `Net` did as it went).
+                    if let Some(messages) = treeloop_reactor::sim::take_last_messages() {
+                        treeloop_executor::report::report(format_args!("{messages}"));
+                    }
+                    Failure::Returned(description)
+                }
             },
             Err(payload) => Failure::Panicked(payload),
         };

@@ -73,9 +73,9 @@ mod shrink;
 pub use future_ext::FutureExt;
 pub use runtime::{Builder, Runtime, block_on};
 pub use treeloop_executor::{
-    CancelReason, Cancelled, Checkpoint, JoinError, JoinHandle, OrCancel, Shield, Strategy, TaskId,
-    Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here, checkpoint, dump,
-    shield, shutdown, spawn, yield_now,
+    CancelReason, Cancelled, Checkpoint, JoinError, JoinHandle, LinkMessage, OrCancel, Shield,
+    Strategy, TaskId, Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here,
+    checkpoint, dump, shield, shutdown, spawn, yield_now,
 };
 // What `Trace::first_divergence` returns, and its parts.
 pub use treeloop_executor::{Divergence, StepTaken, TaskIdentity};

@@ -7,6 +7,9 @@
 //! reordering); the per-host message rings and the report of a failing run; and a seed
 //! replaying the same messages.
 
+#[path = "common/child.rs"]
+mod child;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -1542,4 +1545,141 @@ fn check_finds_the_planted_bug_with_the_last_messages_and_the_fix_passes_1000_se
     assert_eq!(runs.get(), 1_000);
     println!("1,000 seeds of the 3-replica register (4 hosts) in {took:.2?}");
     assert!(took < Duration::from_secs(60), "{took:?}");
+}
+
+#[test]
+fn the_trace_records_every_message_sent_and_delivered_per_link() {
+    use treeloop::{LinkMessage, TraceEvent};
+    let runtime = Builder::new().seed(3).build().expect("runtime");
+    runtime.block_on(async {
+        let net = Net::new();
+        let (a, b) = (net.host("a"), net.host("b"));
+        let server = b.spawn(async {
+            let listener = TcpListener::bind(80)?;
+            let (stream, _peer) = listener.accept().await?;
+            let mut buf = [0; 5];
+            let mut got = 0;
+            while got < 5 {
+                got += stream.read(&mut buf[got..]).await?;
+            }
+            io::Result::Ok(buf)
+        });
+        let client = a.spawn(async {
+            let stream = TcpStream::connect("b:80").await?;
+            stream.write_all(b"hello").await
+        });
+        client.await.unwrap().unwrap();
+        assert_eq!(&server.await.unwrap().unwrap(), b"hello");
+    });
+    let messages: Vec<LinkMessage> = runtime
+        .trace()
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            TraceEvent::Message(message) => Some(*message),
+            _ => None,
+        })
+        .collect();
+    let message = |delivered, from, to, bytes| LinkMessage {
+        delivered,
+        from,
+        to,
+        bytes,
+    };
+    // The connect's round trip (control messages, 0 bytes) and the five bytes, each sent
+    // before it is delivered; a is host 0, b host 1.
+    let data_sent = messages.iter().position(|m| *m == message(false, 0, 1, 5));
+    let data_delivered = messages.iter().position(|m| *m == message(true, 0, 1, 5));
+    assert!(
+        data_sent.is_some() && data_sent < data_delivered,
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages[..4],
+        [
+            message(false, 0, 1, 0), // the SYN
+            message(true, 0, 1, 0),
+            message(false, 1, 0, 0), // the SYN-ACK, sent when the SYN arrived
+            message(true, 1, 0, 0),
+        ],
+        "{messages:?}"
+    );
+    // Every delivery follows a send of its own kind on its link; what is still in flight
+    // when the run ends (a last FIN) was sent and not delivered.
+    for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.delivered) {
+        let before = &messages[..i];
+        let sent = before.iter().filter(|s| {
+            **s == LinkMessage {
+                delivered: false,
+                ..*m
+            }
+        });
+        let delivered = before.iter().filter(|d| *d == m);
+        assert!(sent.count() > delivered.count(), "{i}: {messages:?}");
+    }
+}
+
+/// The variable that marks a child run of this file's tests.
+const CHILD: &str = "TREELOOP_SIM_NET_CHILD";
+
+/// Child: a checked body that sends five bytes over a simulated network, then fails by
+/// returning `Err` (its `Net` is dropped by then).
+#[test]
+fn child_a_checked_body_that_returns_err() {
+    if !child::is_child(CHILD) {
+        return;
+    }
+    treeloop::test::check(1, || async {
+        let net = Net::new();
+        let (a, b) = (net.host("a"), net.host("b"));
+        let server = b.spawn(async {
+            let listener = TcpListener::bind(80)?;
+            let (stream, _peer) = listener.accept().await?;
+            let mut buf = [0; 5];
+            let mut got = 0;
+            while got < 5 {
+                got += stream.read(&mut buf[got..]).await?;
+            }
+            io::Result::Ok(())
+        });
+        let client = a.spawn(async {
+            let stream = TcpStream::connect("b:80").await?;
+            stream.write_all(b"hello").await
+        });
+        client.await.unwrap().unwrap();
+        server.await.unwrap().unwrap();
+        Err::<(), _>("the register lost a write")
+    });
+}
+
+#[test]
+fn a_checked_body_that_fails_by_returning_err_reports_each_hosts_last_messages() {
+    let run = child::rerun(
+        "child_a_checked_body_that_returns_err",
+        CHILD,
+        false,
+        &[("TREELOOP_SHRINK_RUNS", "0")],
+    );
+    assert!(!run.passed, "{}", run.stdout);
+    let report = run.stderr;
+    assert_eq!(
+        report
+            .matches("treeloop::sim: the last messages of each host")
+            .count(),
+        1,
+        "{report}"
+    );
+    for line in [
+        "  a (10.0.0.1):",
+        "  b (10.0.0.2):",
+        "5 bytes sent",
+        "5 bytes delivered",
+    ] {
+        assert!(report.contains(line), "no {line:?} in:\n{report}");
+    }
+    assert!(
+        run.stdout.contains("the register lost a write"),
+        "{}",
+        run.stdout
+    );
 }

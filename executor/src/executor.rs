@@ -397,7 +397,7 @@ impl Core {
     }
 
     /// Records a scheduling decision, if tracing.
-    fn record(&self, event: impl FnOnce() -> TraceEvent) {
+    pub(crate) fn record(&self, event: impl FnOnce() -> TraceEvent) {
         if let Some(recorder) = &self.trace {
             recorder.borrow_mut().record(event());
         }

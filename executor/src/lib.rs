@@ -85,7 +85,9 @@ pub use schedule::{
 };
 pub use shield::{Shield, shield};
 pub use strategy::Strategy;
-pub use trace::{Divergence, EVENTS_KEPT, STEPS_KEPT, StepTaken, TaskIdentity, Trace, TraceEvent};
+pub use trace::{
+    Divergence, EVENTS_KEPT, LinkMessage, STEPS_KEPT, StepTaken, TaskIdentity, Trace, TraceEvent,
+};
 pub use tree::TaskId;
 
 /// Spawns `future` as a child of the task (or shield, or root) being polled.
@@ -166,6 +168,14 @@ pub fn shutdown() {
 /// ```
 pub fn ancestry() -> Vec<TaskId> {
     context::with_core(|core| core.ancestry()).unwrap_or_default()
+}
+
+/// Records `message` in the running runtime's trace, if it keeps one (deterministic mode, or
+/// `record_trace`); nothing otherwise, and nothing outside a runtime. For simulators:
+/// `treeloop::sim::Net` records every message it sends and delivers, so the trace (and its
+/// hash) covers the network as well as the scheduling.
+pub fn trace_message(message: LinkMessage) {
+    context::with_core(|core| core.record(|| TraceEvent::Message(message)));
 }
 
 /// The seed the running runtime's scheduler draws from (`Builder::seed`; 0 when it was not

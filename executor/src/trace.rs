@@ -42,6 +42,58 @@ pub enum TraceEvent {
     PollRoot,
     /// The loop parked: time may have moved and timers or I/O may have woken tasks.
     Park,
+    /// A message crossed a simulated link (`treeloop::sim::Net`): recorded by the simulator
+    /// with [`trace_message`](crate::trace_message), so that two runs whose tasks agree but
+    /// whose networks did not still differ, and a divergence can name the message.
+    Message(LinkMessage),
+}
+
+/// A message on a simulated link, as the trace keeps it: which hosts, which way it went,
+/// and its size. Packed into 62 bits in the trace (see `pack`): host numbers up to 65,535,
+/// sizes up to 536,870,911 bytes (larger ones are kept as that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkMessage {
+    /// `true` when it arrived at `to`; `false` when `from` sent it.
+    pub delivered: bool,
+    /// The sending host's number within its network.
+    pub from: u16,
+    /// The receiving host's number.
+    pub to: u16,
+    /// Its size in bytes (0 for a control message: a connect, a reset, an end of stream).
+    pub bytes: u32,
+}
+
+/// The largest size a [`LinkMessage`] keeps.
+const MESSAGE_BYTES_MAX: u32 = (1 << 29) - 1;
+
+impl LinkMessage {
+    /// The message in 62 bits: delivered (1), from (16), to (16), bytes (29).
+    fn to_bits(self) -> u64 {
+        (u64::from(self.delivered) << 61)
+            | (u64::from(self.from) << 45)
+            | (u64::from(self.to) << 29)
+            | u64::from(self.bytes.min(MESSAGE_BYTES_MAX))
+    }
+
+    fn from_bits(bits: u64) -> LinkMessage {
+        LinkMessage {
+            delivered: (bits >> 61) & 1 == 1,
+            from: (bits >> 45) as u16,
+            to: (bits >> 29) as u16,
+            bytes: (bits as u32) & MESSAGE_BYTES_MAX,
+        }
+    }
+}
+
+impl fmt::Display for LinkMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.delivered { "delivered" } else { "sent" };
+        write!(
+            f,
+            "a message of {} bytes from host {} to host {} {what}",
+            self.bytes, self.from, self.to
+        )
+    }
 }
 
 /// A run's decisions, as recorded.
@@ -187,6 +239,7 @@ impl fmt::Display for StepTaken {
             (TraceEvent::Poll(n), None) => write!(f, "polled task #{n}"),
             (TraceEvent::PollRoot, _) => f.write_str("polled the block_on future"),
             (TraceEvent::Park, _) => f.write_str("parked (nothing was runnable)"),
+            (TraceEvent::Message(message), _) => write!(f, "recorded {message}"),
         }
     }
 }
@@ -343,16 +396,20 @@ impl Trace {
 const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
 const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// An event as one word, for the hash and for keeping: a task's number as itself, the
-/// root's poll and a park as the two largest words (task numbers count from 0 and never get
-/// near them).
+/// An event as one word, for the hash and for keeping: a task's number as itself (top bits
+/// `00`: numbers count from 0 and never get near 2^62), a message as its 62 bits under
+/// `10`, the root's poll and a park as the two largest words (top bits `11`).
 fn pack(event: TraceEvent) -> u64 {
     match event {
         TraceEvent::Poll(number) => number,
         TraceEvent::PollRoot => ROOT_WORD,
         TraceEvent::Park => PARK_WORD,
+        TraceEvent::Message(message) => MESSAGE_TAG | message.to_bits(),
     }
 }
+
+/// The top bits of a packed message (see [`pack`]).
+const MESSAGE_TAG: u64 = 0b10 << 62;
 
 /// The words of the root's poll and of a park (see [`pack`]).
 const ROOT_WORD: u64 = u64::MAX - 1;
@@ -363,6 +420,7 @@ fn unpack(word: u64) -> TraceEvent {
     match word {
         PARK_WORD => TraceEvent::Park,
         ROOT_WORD => TraceEvent::PollRoot,
+        word if word >> 62 == 0b10 => TraceEvent::Message(LinkMessage::from_bits(word)),
         number => TraceEvent::Poll(number),
     }
 }
@@ -489,5 +547,50 @@ impl Recorder {
             first_steps: self.first.iter().map(|&word| unpack(word)).collect(),
             tasks: self.tasks.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_survives_its_packing() {
+        let events = [
+            TraceEvent::Poll(0),
+            TraceEvent::Poll((1 << 62) - 1),
+            TraceEvent::PollRoot,
+            TraceEvent::Park,
+            TraceEvent::Message(LinkMessage {
+                delivered: true,
+                from: u16::MAX,
+                to: 0,
+                bytes: MESSAGE_BYTES_MAX,
+            }),
+            TraceEvent::Message(LinkMessage {
+                delivered: false,
+                from: 3,
+                to: 65_000,
+                bytes: 0,
+            }),
+        ];
+        for event in events {
+            assert_eq!(unpack(pack(event)), event);
+        }
+        // A size past the limit is kept as the limit.
+        let big = LinkMessage {
+            delivered: false,
+            from: 1,
+            to: 2,
+            bytes: u32::MAX,
+        };
+        let kept = unpack(pack(TraceEvent::Message(big)));
+        assert_eq!(
+            kept,
+            TraceEvent::Message(LinkMessage {
+                bytes: MESSAGE_BYTES_MAX,
+                ..big
+            })
+        );
     }
 }

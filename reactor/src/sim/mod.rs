@@ -70,7 +70,7 @@ pub use duplex::{DuplexStream, duplex};
 pub use host::{Host, HostError, HostTask, ToSimAddr};
 pub use link::{Link, LinkStats};
 pub use listener::{ConnectionId, Connector, Listener, listener};
-pub use net::Net;
+pub use net::{Net, take_last_messages};
 pub use record::{Event, Message, Payload, Protocol};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -330,11 +330,42 @@ impl Net {
     }
 }
 
+/// Each host's name, address and last messages: what a report is made of.
+type HostMessages = Vec<(String, std::net::IpAddr, Vec<Message>)>;
+
+thread_local! {
+    /// The last messages of the last `Net` dropped on this thread while it was not
+    /// panicking, for [`take_last_messages`]: a test body that fails by returning `Err`
+    /// has dropped its network before `test::check` sees the `Err`.
+    static LAST_DROPPED: RefCell<Option<HostMessages>> = const { RefCell::new(None) };
+}
+
+/// The report of the last messages of each host of the last [`Net`] dropped on this thread
+/// (since the last call), if one was dropped while the thread was not panicking.
+/// `test::check` prints it when a body fails by returning `Err` (a panicking body's `Net`
+/// reports as it is dropped).
+#[doc(hidden)]
+pub fn take_last_messages() -> Option<String> {
+    LAST_DROPPED
+        .with(|last| last.borrow_mut().take())
+        .map(|hosts| report_hosts(&hosts))
+}
+
 fn report(world: &World) -> String {
+    report_hosts(&host_messages(world))
+}
+
+fn host_messages(world: &World) -> HostMessages {
+    let hosts = world.hosts.iter();
+    hosts
+        .map(|host| (host.name.clone(), host.ip, host.ring.to_vec()))
+        .collect()
+}
+
+fn report_hosts(hosts: &HostMessages) -> String {
     let mut text = String::from("treeloop::sim: the last messages of each host");
-    for host in &world.hosts {
-        let messages = host.ring.to_vec();
-        let _ = write!(text, "\n  {} ({}):", host.name, host.ip);
+    for (name, ip, messages) in hosts {
+        let _ = write!(text, "\n  {name} ({ip}):");
         if messages.is_empty() {
             text.push_str(" none");
         }
@@ -348,6 +379,10 @@ fn report(world: &World) -> String {
 impl Drop for Inner {
     fn drop(&mut self) {
         let failing = std::thread::panicking().then(|| report(&self.world.borrow()));
+        if failing.is_none() {
+            let hosts = host_messages(&self.world.borrow());
+            LAST_DROPPED.with(|last| *last.borrow_mut() = Some(hosts));
+        }
         world::with(&self.world, |world| {
             world.closed = true;
             if let Some(pump) = world.pump.take() {

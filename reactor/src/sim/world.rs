@@ -96,6 +96,18 @@ impl Flight {
     }
 }
 
+/// Records `flight`'s send, or its delivery, in the runtime's trace.
+fn trace(flight: &Flight, delivered: bool) {
+    // Host numbers past 65,535 and sizes past the trace's limit are kept saturated.
+    let host = |id: HostId| u16::try_from(id).unwrap_or(u16::MAX);
+    treeloop_executor::trace_message(treeloop_executor::LinkMessage {
+        delivered,
+        from: host(flight.from_host),
+        to: host(flight.to_host),
+        bytes: u32::try_from(flight.len()).unwrap_or(u32::MAX),
+    });
+}
+
 // A min-heap on (at, seq): `BinaryHeap` is a max-heap, so the order is reversed.
 impl Ord for Flight {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -198,8 +210,13 @@ impl World {
             .or_insert_with(|| LinkState::new(default))
     }
 
-    /// Records what happened to `flight` on `host`'s ring; returns its number there.
+    /// Records what happened to `flight` on `host`'s ring; returns its number there. A send
+    /// also goes into the runtime's trace (and a delivery, in [`World::deliver`]), so the
+    /// trace hash covers the network.
     pub(crate) fn record(&mut self, host: HostId, event: Event, flight: &Flight) -> u64 {
+        if event == Event::Sent {
+            trace(flight, false);
+        }
         let message = Message {
             at: Instant::now(),
             event,
@@ -272,6 +289,8 @@ impl World {
         // Recorded before the hand-over, which may answer (a SYN-ACK is sent after its
         // SYN arrived), and corrected if nothing took it.
         let number = self.record(to_host, Event::Delivered, &flight);
+        // In the trace a delivery is the link's: it reached the far end, taken or not.
+        trace(&flight, true);
         if self.hand_over(&flight) {
             self.link(from_host, to_host).stats.delivered += 1;
         } else {

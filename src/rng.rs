@@ -63,12 +63,9 @@ fn stream_seed(seed: u64, n: u64) -> u64 {
     mix(mix(seed ^ DOMAIN).wrapping_add(n))
 }
 
-/// SplitMix64's output function: every input bit reaches every output bit.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// SplitMix64's output for state `z`: every input bit reaches every output bit.
+fn mix(z: u64) -> u64 {
+    treeloop_executor::SplitMix64::new(z).next_u64()
 }
 
 /// Restores this thread's previous generators when dropped.

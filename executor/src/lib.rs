@@ -84,7 +84,7 @@ pub use schedule::{
     Choice, ChoicePoint, Fallback, ParseScheduleError, Replay, SCHEDULE_KEPT, Schedule,
 };
 pub use shield::{Shield, shield};
-pub use strategy::Strategy;
+pub use strategy::{SplitMix64, Strategy};
 pub use trace::{
     Divergence, EVENTS_KEPT, LinkMessage, STEPS_KEPT, StepTaken, TaskIdentity, Trace, TraceEvent,
 };

@@ -92,19 +92,23 @@ const UNSET: u64 = 0;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state, one addition and three
 /// xor-shift-multiplies per number. Tiny, fast, and fully specified, so sequences are
-/// stable forever. Not for cryptography.
+/// stable forever. Not for cryptography. The one generator of the runtime's crates: the
+/// scheduler's strategies, `treeloop::sim`'s faults and `test::rng`'s stream seeds all draw
+/// from it (each from a seed of its own).
 #[derive(Clone, Debug)]
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     /// The state; advanced by the golden-ratio increment each call.
     state: u64,
 }
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// The generator whose state starts at `seed`.
+    pub fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

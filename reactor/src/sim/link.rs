@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use treeloop_executor::SplitMix64;
+
 use crate::clock::Instant;
 
 /// What a link does to the messages that cross it, on virtual time.
@@ -116,25 +118,18 @@ impl<M> LinkState<M> {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): the net's own generator, so its faults depend on
-/// its seed and on nothing the scheduler draws.
+/// The net's own generator (the runtime's SplitMix64), so its faults depend on its seed and
+/// on nothing the scheduler draws.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng {
-    /// The generator's state.
-    state: u64,
-}
+pub(crate) struct Rng(SplitMix64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+        Rng(SplitMix64::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// `true` with probability `p` (no draw when `p` is 0 or 1, so a fault-free link costs

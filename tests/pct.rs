@@ -397,18 +397,19 @@ fn scheduling_steps_count_only_the_picks_with_a_choice() {
     assert!(runtime.scheduling_steps() >= 1);
 }
 
-/// Per-poll time of `tasks` tasks that each yield four times, under `builder`: the best of
-/// three runs, in nanoseconds.
-fn ns_per_poll(builder: &Builder, tasks: usize) -> f64 {
-    (0..3)
+/// Per-poll time of `tasks` tasks that each yield `yields` times, under `builder`: the best
+/// of five runs, in nanoseconds (spawning and joining included, so few yields weigh the
+/// spawn's cost and many weigh the pick's).
+fn ns_per_poll(builder: &Builder, tasks: usize, yields: usize) -> f64 {
+    (0..5)
         .map(|_| {
             let runtime = builder.build().expect("runtime");
             let start = Instant::now();
             runtime.block_on(async {
                 let handles: Vec<_> = (0..tasks)
                     .map(|_| {
-                        spawn(async {
-                            for _ in 0..4 {
+                        spawn(async move {
+                            for _ in 0..yields {
                                 yield_now().await.unwrap();
                             }
                         })
@@ -418,27 +419,29 @@ fn ns_per_poll(builder: &Builder, tasks: usize) -> f64 {
                     handle.await.unwrap();
                 }
             });
-            start.elapsed().as_nanos() as f64 / (tasks * 5) as f64
+            start.elapsed().as_nanos() as f64 / (tasks * (yields + 1)) as f64
         })
         .fold(f64::INFINITY, f64::min)
 }
 
 #[test]
-#[ignore = "timing, run by hand: cargo test --test pct -- --ignored --nocapture"]
+#[ignore = "timing, run by hand: cargo test --release --test pct -- --ignored --nocapture"]
 fn what_a_pick_costs_with_many_ready_tasks() {
-    for tasks in [10, 1_000, 10_000] {
-        let normal = ns_per_poll(&Builder::new(), tasks);
-        let random = ns_per_poll(&Builder::new().seed(1).strategy(Strategy::Random), tasks);
-        let pct = ns_per_poll(
-            &Builder::new().seed(1).strategy(Strategy::Pct { depth: 3 }),
-            tasks,
-        );
-        eprintln!(
-            "{tasks:>6} ready tasks: normal {normal:.0} ns/poll, Random {random:.0} ({:.1}x), \
-             PCT d=3 {pct:.0} ({:.1}x normal, {:.2}x Random)",
-            random / normal,
-            pct / normal,
-            pct / random
-        );
+    for yields in [4, 100] {
+        for tasks in [1_000, 10_000] {
+            let normal = ns_per_poll(&Builder::new(), tasks, yields);
+            let seeded = |strategy| Builder::new().seed(1).strategy(strategy);
+            let fifo = ns_per_poll(&seeded(Strategy::Fifo), tasks, yields);
+            let random = ns_per_poll(&seeded(Strategy::Random), tasks, yields);
+            let pct = ns_per_poll(&seeded(Strategy::Pct { depth: 3 }), tasks, yields);
+            eprintln!(
+                "{tasks:>6} ready tasks yielding {yields:>3}x: normal {normal:.0} ns/poll, \
+                 seeded FIFO {fifo:.0} ({:.2}x), Random {random:.0} ({:.2}x), \
+                 PCT d=3 {pct:.0} ({:.2}x)",
+                fifo / normal,
+                random / normal,
+                pct / normal,
+            );
+        }
     }
 }

@@ -46,6 +46,15 @@ impl Job {
         }
     }
 
+    /// Reads the memory that running this job reads first (its task's header), for a
+    /// strategy that knows what is likely to run next (see `Uniform::pop`).
+    #[inline]
+    fn touch(&self) {
+        if let Job::Task(runnable) = self {
+            std::hint::black_box(*runnable.metadata());
+        }
+    }
+
     /// A key no other live job has, known without the tree: the task's slab key, or
     /// `u64::MAX` for the root. (A key is reused only after its task completed, and a
     /// completed task is never queued again.)
@@ -70,13 +79,13 @@ const KEEP: usize = 256;
 /// By default a plain FIFO: a task woken while it runs goes to the back like any other, so
 /// one task cannot monopolise the loop (the per-poll budget in [`crate::coop`] handles the
 /// task that stays ready *within* a poll). In deterministic mode the [`Picker`] chooses which
-/// ready job runs next from the seed; the loop does not know the difference. FIFO and
-/// Random keep the jobs here and take the front or a random index; PCT keeps them in its own
-/// priority heap (a scan of this deque per pick cost O(n)), so `ready` stays empty under it.
-/// A replay keeps them here too, and scans them for the recorded task at each choice (O(n),
-/// for reproducing small tests).
+/// ready job runs next from the seed; the loop does not know the difference. FIFO keeps the
+/// jobs here and takes the front; Random keeps them in its own `Vec` (a swap with the last
+/// is its O(1) removal), PCT in its own priority heap (a scan of this deque per pick cost
+/// O(n)), so `ready` stays empty under them. A replay keeps them here, and scans them for the
+/// recorded task at each choice (O(n), for reproducing small tests).
 pub(crate) struct RunQueue {
-    /// Waiting jobs, oldest first (FIFO and replay; in no order under Random).
+    /// Waiting jobs, oldest first (FIFO and replay; empty under Random and PCT).
     ready: VecDeque<Job>,
     /// Which one runs next.
     picker: Picker<Job>,
@@ -104,6 +113,7 @@ impl RunQueue {
                 let slot = job.slot();
                 pct.push(job, slot);
             }
+            Picker::Random(uniform) => uniform.push(job),
             _ => self.ready.push_back(job),
         }
     }
@@ -116,8 +126,15 @@ impl RunQueue {
     /// `tree` gives the tasks' ids to a seeded strategy; FIFO does not look at it.
     #[inline(always)]
     pub(crate) fn pop(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
-        let job = match self.picker {
+        let job = match &mut self.picker {
             Picker::Fifo => self.ready.pop_front(),
+            // Inline, like FIFO: a call's prologue and epilogue were a tenth of a pick.
+            Picker::Random(uniform) => {
+                let tree = tree.borrow();
+                let job = uniform.pop(|job| job.trace_id(&tree), Job::touch);
+                uniform.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                return job;
+            }
             _ => self.pick(tree),
         };
         if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
@@ -132,21 +149,8 @@ impl RunQueue {
         match &mut self.picker {
             Picker::Fifo => self.ready.pop_front(),
             Picker::Random(uniform) => {
-                if self.ready.is_empty() {
-                    return None;
-                }
-                let len = self.ready.len();
-                let index = uniform.pick(len);
-                // O(1): the back job takes the chosen one's place. The order of the rest
-                // is then no longer wake order, and need not be: every pick is uniform
-                // over the whole deque, and the moves are deterministic. (`remove` kept
-                // wake order by shifting up to half the deque: 4x FIFO's cost per poll
-                // at 10,000 ready tasks.)
-                let job = self.ready.swap_remove_back(index)?;
-                if len >= 2 {
-                    uniform.record(job.trace_id(&tree.borrow()));
-                }
-                Some(job)
+                let tree = tree.borrow();
+                uniform.pop(|job| job.trace_id(&tree), Job::touch)
             }
             Picker::Pct(pct) => {
                 let tree = tree.borrow();
@@ -212,19 +216,22 @@ impl RunQueue {
 
     /// The jobs waiting, in no particular order (for dumps).
     pub(crate) fn jobs(&self) -> impl Iterator<Item = &Job> {
-        let pct = match &self.picker {
-            Picker::Pct(pct) => Some(pct),
-            _ => None,
+        let (pct, uniform) = match &self.picker {
+            Picker::Pct(pct) => (Some(pct), None),
+            Picker::Random(uniform) => (None, Some(uniform)),
+            _ => (None, None),
         };
         self.ready
             .iter()
             .chain(pct.into_iter().flat_map(|pct| pct.jobs()))
+            .chain(uniform.into_iter().flat_map(|uniform| uniform.jobs()))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ready.is_empty()
             && match &self.picker {
                 Picker::Pct(pct) => pct.is_empty(),
+                Picker::Random(uniform) => uniform.is_empty(),
                 _ => true,
             }
     }

@@ -396,6 +396,27 @@ impl Trace {
 const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
 const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// `hash` with one word folded in: xor, multiply, and a rotation that brings the product's
+/// well-mixed high bits down to where the next word's low bits land.
+#[inline]
+fn fold(hash: u64, word: u64) -> u64 {
+    (hash ^ word).wrapping_mul(HASH_MULTIPLIER).rotate_left(29)
+}
+
+/// `hash` with `bytes` folded in, eight to a word, then their length (so `"ab"` then `"c"`
+/// differs from `"a"` then `"bc"`); `\` is taken as `/`, so a spawn site hashes the same on
+/// every platform.
+fn fold_text(mut hash: u64, bytes: &[u8]) -> u64 {
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        for (slot, &byte) in word.iter_mut().zip(chunk) {
+            *slot = if byte == b'\\' { b'/' } else { byte };
+        }
+        hash = fold(hash, u64::from_le_bytes(word));
+    }
+    fold(hash, bytes.len() as u64)
+}
+
 /// An event as one word, for the hash and for keeping: a task's number as itself (top bits
 /// `00`: numbers count from 0 and never get near 2^62), a message as its 62 bits under
 /// `10`, the root's poll and a park as the two largest words (top bits `11`).
@@ -444,6 +465,8 @@ pub(crate) struct Recorder {
     hash: u64,
     /// The identities of the tasks spawned during the first steps.
     tasks: Vec<TaskIdentity>,
+    /// The last spawn site seen, and its word (see [`Recorder::site_word`]).
+    last_site: Option<(&'static Location<'static>, u64)>,
 }
 
 impl Recorder {
@@ -454,30 +477,33 @@ impl Recorder {
             recorded: 0,
             hash: HASH_START,
             tasks: Vec::new(),
+            last_site: None,
         }
     }
 
-    /// Folds one word into the hash: xor, multiply, and a rotation that brings the
-    /// product's well-mixed high bits down to where the next word's low bits land.
+    /// Folds one word into the hash.
     #[inline]
     fn fold(&mut self, word: u64) {
-        self.hash = (self.hash ^ word)
-            .wrapping_mul(HASH_MULTIPLIER)
-            .rotate_left(29);
+        self.hash = fold(self.hash, word);
     }
 
-    /// Folds `bytes`, eight to a word, then their length (so `"ab"` then `"c"` differs from
-    /// `"a"` then `"bc"`); `\` is taken as `/`, so a spawn site hashes the same on every
-    /// platform.
-    fn fold_text(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            for (slot, &byte) in word.iter_mut().zip(chunk) {
-                *slot = if byte == b'\\' { b'/' } else { byte };
+    /// The word a spawn site folds into the hash, from the last spawn's site if it is the
+    /// same one. Optimisation: most tasks of a run come from a few spawn sites, and hashing
+    /// the site's path eight bytes at a time was the larger part of what tracing a spawn
+    /// cost. A site is a `'static` `Location`, so one address always holds the same site.
+    fn site_word(&mut self, location: &'static Location<'static>) -> u64 {
+        if let Some((cached, word)) = self.last_site {
+            if std::ptr::eq(cached, location) {
+                return word;
             }
-            self.fold(u64::from_le_bytes(word));
         }
-        self.fold(bytes.len() as u64);
+        let file = fold_text(HASH_START, location.file().as_bytes());
+        let word = fold(
+            file,
+            u64::from(location.line()) << 32 | u64::from(location.column()),
+        );
+        self.last_site = Some((location, word));
+        word
     }
 
     #[inline]
@@ -515,10 +541,10 @@ impl Recorder {
         self.fold(SPAWN);
         self.fold(number);
         self.fold(parent.unwrap_or(u64::MAX));
-        self.fold_text(location.file().as_bytes());
-        self.fold(u64::from(location.line()) << 32 | u64::from(location.column()));
+        let site = self.site_word(location);
+        self.fold(site);
         match name {
-            Some(name) => self.fold_text(name.as_bytes()),
+            Some(name) => self.hash = fold_text(self.hash, name.as_bytes()),
             None => self.fold(u64::MAX),
         }
         if self.first.len() < STEPS_KEPT {

@@ -1,5 +1,5 @@
-//! The second seed's pattern: a stop `Event` shared by workers, then awaiting each worker so
-//! its cleanup finishes before the program exits.
+//! Stopping workers with a shared `Event`, then awaiting each worker so its cleanup finishes
+//! before the program exits.
 //!
 //! Three workers poll a job queue until the stop event is set. `main` sets it after a while
 //! and then *awaits* every worker: a worker that saw the event finishes its current job,

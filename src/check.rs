@@ -4,38 +4,19 @@
 //! `Builder::seed(s)` and the `Random` strategy (or the builder you pass). The user-facing
 //! rules and an example are on [`check`] itself, since this module is private and only its
 //! items are re-exported (as `treeloop::test`).
+//!
+//! The top of the test harness: a failing seed is run again (`determinism.rs`), a
+//! `TREELOOP_SCHEDULE` replayed (`explore.rs`) and the failure shrunk (`shrink.rs`), each
+//! standing on `run.rs` for what a run is and how it ended.
 
-use std::fmt::Debug;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 
 use treeloop_executor::Strategy;
 
 use crate::determinism;
+use crate::run::{CheckOutcome, Ending, Failed, replay_line, test_name};
 use crate::runtime::{Builder, seed_from_env};
-
-/// What a checked test body may return: `()`, or a `Result` whose `Err` is a failure.
-#[diagnostic::on_unimplemented(
-    message = "a checked test body returns `{Self}`; it must return `()` or `Result<(), E>` with `E: Debug`",
-    label = "this body's output",
-    note = "return `()`, or `Result<(), E>` so that `Err` fails the seed; assert on values inside the body"
-)]
-pub trait CheckOutcome {
-    /// `Err(description)` for a failure.
-    fn into_failure(self) -> Result<(), String>;
-}
-
-impl CheckOutcome for () {
-    fn into_failure(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: Debug> CheckOutcome for Result<(), E> {
-    fn into_failure(self) -> Result<(), String> {
-        self.map_err(|err| format!("{err:?}"))
-    }
-}
 
 /// Runs `body` under `seeds` seeds (0, 1, 2, …) with the `Random` strategy, and replays the
 /// first failure.
@@ -180,17 +161,14 @@ where
                     if let Some(messages) = treeloop_reactor::sim::take_last_messages() {
                         treeloop_executor::report::report(format_args!("{messages}"));
                     }
-                    Failure::Returned(description)
+                    Failed::Returned(description)
                 }
             },
-            Err(payload) => Failure::Panicked(payload),
+            Err(payload) => Failed::Panicked(payload),
         };
         // Run the failing seed again: if the rerun does not agree, say so before the replay
         // line, which then may not replay.
-        let ending = match &failure {
-            Failure::Panicked(payload) => determinism::Ending::panicked(payload),
-            Failure::Returned(description) => determinism::Ending::Returned(description.clone()),
-        };
+        let ending = Ending::of(Some(&failure));
         determinism::warn_unless_failure_replays(
             &seeded,
             &body,
@@ -203,21 +181,8 @@ where
         // Then the run closest to FIFO that fails the same way (src/shrink.rs).
         let schedule = runtime.schedule();
         crate::shrink::shrink_failure(&builder, &seeded, &body, location, &schedule, &ending);
-        match failure {
-            Failure::Panicked(payload) => panic::resume_unwind(payload),
-            Failure::Returned(description) => {
-                panic!("test body failed with seed {seed}: {description}")
-            }
-        }
+        failure.raise(&format!("with seed {seed}"));
     }
-}
-
-/// How a seeded run failed.
-enum Failure {
-    /// It panicked; re-raised as is.
-    Panicked(Box<dyn std::any::Any + Send>),
-    /// It returned `Err`.
-    Returned(String),
 }
 
 /// `TREELOOP_SEEDS`, if set to a number.
@@ -243,12 +208,7 @@ fn report_seed(
     schedule: &treeloop_executor::Schedule,
     drew: bool,
 ) {
-    // libtest names each test's thread after the test.
-    let test = std::thread::current()
-        .name()
-        .filter(|name| *name != "main")
-        .map(str::to_owned)
-        .unwrap_or_else(|| "<test name>".into());
+    let test = test_name();
     let horizon = horizon
         .map(|steps| format!(" TREELOOP_PCT_HORIZON={steps}"))
         .unwrap_or_default();
@@ -260,6 +220,6 @@ fn report_seed(
         "treeloop::test::check: failed with seed {seed}; replay it with:\n    \
          TREELOOP_SEED={seed}{horizon} cargo test {test} -- --exact\n\
          or by its schedule, which survives changes that keep the tasks:\n    {rng_seed}{}",
-        crate::explore::replay_line(schedule)
+        replay_line(schedule)
     ));
 }

@@ -16,14 +16,12 @@
 //! - Nothing here changes a run: the traces compared are the ones every seeded run records.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 
-use treeloop_executor::{Payload, Strategy, Trace, panic_message};
+use treeloop_executor::{Strategy, Trace};
 
-use crate::check::CheckOutcome;
-use crate::explore::{Failed, run_once};
+use crate::run::{CheckOutcome, Ending, Failed, run_once};
 use crate::runtime::{Builder, seed_from_env};
 
 /// What the usual sources of non-determinism are, and what to use instead.
@@ -205,34 +203,6 @@ pub(crate) fn warn_unless_failure_replays<F, Fut>(
     }
 }
 
-/// How a run ended, as compared between runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// The body returned `()` or `Ok(())`.
-    Passed,
-    /// It returned `Err`, described with `Debug`.
-    Returned(String),
-    /// It panicked with this message.
-    Panicked(String),
-}
-
-impl Ending {
-    /// The ending of a run that panicked with `payload`.
-    pub(crate) fn panicked(payload: &Payload) -> Ending {
-        Ending::Panicked(panic_message(payload).to_owned())
-    }
-}
-
-impl fmt::Display for Ending {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ending::Passed => f.write_str("passed"),
-            Ending::Returned(description) => write!(f, "returned Err({description})"),
-            Ending::Panicked(message) => write!(f, "panicked: {message:?}"),
-        }
-    }
-}
-
 /// One run of a body: its trace and how it ended.
 struct Run {
     /// The trace it recorded.
@@ -252,11 +222,7 @@ impl Run {
         Fut::Output: CheckOutcome,
     {
         let (runtime, failed) = run_once(builder, body, location);
-        let ending = match &failed {
-            None => Ending::Passed,
-            Some(Failed::Returned(description)) => Ending::Returned(description.clone()),
-            Some(Failed::Panicked(payload)) => Ending::panicked(payload),
-        };
+        let ending = Ending::of(failed.as_ref());
         Run {
             trace: runtime.trace(),
             ending,

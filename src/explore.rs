@@ -31,12 +31,12 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::Location;
 
 use treeloop_executor::{Choice, ChoicePoint, Schedule};
 
-use crate::check::CheckOutcome;
-use crate::runtime::{Builder, Runtime};
+use crate::run::{CheckOutcome, replay_line, run_once};
+use crate::runtime::Builder;
 
 /// The preemption bound of [`explore`]: bugs that need more than two preemptions are rare
 /// (CHESS's experience), and the space stays small.
@@ -310,46 +310,6 @@ fn preemptions(points: &[ChoicePoint]) -> usize {
         .count()
 }
 
-/// How a run failed.
-pub(crate) enum Failed {
-    /// It panicked.
-    Panicked(Box<dyn std::any::Any + Send>),
-    /// It returned `Err`.
-    Returned(String),
-}
-
-impl Failed {
-    /// Fails the test: the original panic again, or a panic naming the `Err`.
-    pub(crate) fn raise(self, when: &str) -> ! {
-        match self {
-            Failed::Panicked(payload) => panic::resume_unwind(payload),
-            Failed::Returned(description) => panic!("test body failed {when}: {description}"),
-        }
-    }
-}
-
-/// Runs `body()` once on a runtime built from `builder`.
-pub(crate) fn run_once<F, Fut>(
-    builder: &Builder,
-    body: &F,
-    location: &'static Location<'static>,
-) -> (Runtime, Option<Failed>)
-where
-    F: Fn() -> Fut,
-    Fut: Future,
-    Fut::Output: CheckOutcome,
-{
-    let runtime = builder
-        .build()
-        .unwrap_or_else(|err| panic!("treeloop::test could not build a runtime: {err}"));
-    let run = panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on_at(body(), location)));
-    let failed = match run {
-        Ok(outcome) => outcome.into_failure().err().map(Failed::Returned),
-        Err(payload) => Some(Failed::Panicked(payload)),
-    };
-    (runtime, failed)
-}
-
 /// With `TREELOOP_SCHEDULE` set, runs `body` once under that schedule (`check` or
 /// `explore`, named by `who`) and fails the test as the original run did; `false` when the
 /// variable is not set.
@@ -400,30 +360,4 @@ fn report_schedule(what: &str, schedule: &Schedule) {
         "{what}; replay it with:\n    {}",
         replay_line(schedule)
     ));
-}
-
-/// `TREELOOP_SCHEDULE=<schedule> cargo test <this test> -- --exact`.
-/// A schedule cut at `SCHEDULE_KEPT` choices says so after the line.
-pub(crate) fn replay_line(schedule: &Schedule) -> String {
-    let cut = match schedule.cut() {
-        0 => String::new(),
-        n => format!(
-            "\n    (only its first {} choices were kept, {n} later ones were not: it replays \
-             the failure only if that happens within them)",
-            schedule.len()
-        ),
-    };
-    format!(
-        "TREELOOP_SCHEDULE={schedule} cargo test {} -- --exact{cut}",
-        test_name()
-    )
-}
-
-/// The running test's name: libtest names each test's thread after it.
-pub(crate) fn test_name() -> String {
-    std::thread::current()
-        .name()
-        .filter(|name| *name != "main")
-        .map(str::to_owned)
-        .unwrap_or_else(|| "<test name>".into())
 }

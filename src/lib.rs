@@ -67,6 +67,7 @@ mod determinism;
 mod explore;
 mod future_ext;
 mod rng;
+mod run;
 mod runtime;
 mod shrink;
 
@@ -109,13 +110,14 @@ pub use treeloop_reactor::buffered as io;
 
 #[doc = include_str!("test.md")]
 pub mod test {
-    pub use crate::check::{CheckOutcome, check, check_with};
+    pub use crate::check::{check, check_with};
     pub use crate::determinism::{Determinism, check_determinism, check_determinism_with};
     pub use crate::explore::{
         DEFAULT_MAX_SCHEDULES, DEFAULT_PREEMPTION_BOUND, Exploration, Explore, explore,
         explore_with,
     };
     pub use crate::rng::rng;
+    pub use crate::run::CheckOutcome;
     pub use crate::shrink::DEFAULT_SHRINK_RUNS;
     /// The generator [`rng`] returns: `fastrand`'s, re-exported so a helper can take one.
     pub use fastrand::Rng;

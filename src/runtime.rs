@@ -184,6 +184,39 @@ impl Builder {
     /// [`test::check`](crate::test::check) only, which replays a failing seed with it (and
     /// [`test::check_determinism`](crate::test::check_determinism), which runs it, when its
     /// builder has no seed).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use treeloop::{Builder, spawn, yield_now};
+    ///
+    /// /// The order in which four tasks finish, under `seed`.
+    /// fn finishing_order(seed: u64) -> Vec<u32> {
+    ///     let order = Rc::new(RefCell::new(Vec::new()));
+    ///     let runtime = Builder::new().seed(seed).build().unwrap();
+    ///     runtime.block_on(async {
+    ///         let tasks: Vec<_> = (0..4)
+    ///             .map(|i| {
+    ///                 let order = order.clone();
+    ///                 spawn(async move {
+    ///                     yield_now().await.unwrap();
+    ///                     order.borrow_mut().push(i);
+    ///                 })
+    ///             })
+    ///             .collect();
+    ///         for task in tasks {
+    ///             task.await.unwrap();
+    ///         }
+    ///     });
+    ///     order.take()
+    /// }
+    ///
+    /// // A seed picks one interleaving, and picks it again on every run.
+    /// assert_eq!(finishing_order(7), finishing_order(7));
+    /// // Other seeds pick other interleavings.
+    /// let orders: std::collections::HashSet<_> = (0..20).map(finishing_order).collect();
+    /// assert!(orders.len() > 1);
+    /// ```
     pub fn seed(mut self, seed: u64) -> Builder {
         self.seed = Some(seed);
         self
@@ -333,6 +366,45 @@ impl Builder {
     /// The stuck-cancellation watchdog: when tasks of a cancelled subtree make no progress
     /// for `threshold`, report them with the likely cause and the tree, stuck tasks marked
     /// (`Report::Stall`). See "When shutdown hangs" in the README.
+    ///
+    /// The threshold is measured on the runtime's clock, so under
+    /// [`start_paused`](Self::start_paused) it passes in virtual time:
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    /// use treeloop::diag::{Report, StallCause};
+    /// use treeloop::time::sleep;
+    /// use treeloop::{Builder, shield, task};
+    ///
+    /// let reports = Rc::new(RefCell::new(Vec::new()));
+    /// let sink = reports.clone();
+    /// let runtime = Builder::new()
+    ///     .start_paused(true)
+    ///     .stall_watchdog(Duration::from_secs(5))
+    ///     .report_sink(move |report| sink.borrow_mut().push(report.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// runtime.block_on(async {
+    ///     let flusher = task::Builder::new().name("flusher").spawn(async {
+    ///         let _ = sleep(Duration::from_secs(3600)).await;
+    ///         // A cleanup that hangs: a minute, shielded, waiting for nothing.
+    ///         shield(sleep(Duration::from_secs(60))).await.unwrap();
+    ///     });
+    ///     sleep(Duration::from_secs(1)).await.unwrap();
+    ///     flusher.cancel();
+    ///     flusher.await.unwrap();
+    /// });
+    /// let reports = reports.borrow();
+    /// let Some(Report::Stall(stall)) = reports.first() else {
+    ///     panic!("expected a stall report, got {reports:?}")
+    /// };
+    /// assert_eq!(stall.stuck.len(), 1);
+    /// assert_eq!(stall.stuck[0].name.as_deref(), Some("flusher"));
+    /// assert_eq!(stall.stuck[0].cause, StallCause::ShieldedWaiting);
+    /// assert_eq!(stall.stuck[0].stuck_for, Duration::from_secs(5));
+    /// ```
     pub fn stall_watchdog(mut self, threshold: Duration) -> Builder {
         self.watchdog = Some(threshold);
         self
@@ -423,6 +495,32 @@ pub struct Runtime {
 impl Runtime {
     /// Runs `future` as the root of a task tree and returns its output once it *and every
     /// task spawned under it* have finished (R3). The future may borrow from the caller.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    /// use treeloop::time::sleep;
+    /// use treeloop::{Builder, spawn};
+    ///
+    /// let runtime = Builder::new().start_paused(true).build().unwrap();
+    /// let greeting = String::from("hello");
+    /// let flushed = Rc::new(Cell::new(false));
+    /// let flag = flushed.clone();
+    /// let length = runtime.block_on(async {
+    ///     // A task nobody joins: `block_on` still waits for it.
+    ///     spawn(async move {
+    ///         sleep(Duration::from_secs(5)).await.unwrap();
+    ///         flag.set(true);
+    ///     });
+    ///     greeting.len() // the root future borrows from the caller
+    /// });
+    /// assert_eq!(length, 5);
+    /// assert!(flushed.get());
+    /// assert_eq!(runtime.live_tasks(), 0);
+    /// // The same runtime runs another root afterwards.
+    /// assert_eq!(runtime.block_on(async { 2 + 2 }), 4);
+    /// ```
     ///
     /// # Panics
     ///

@@ -77,9 +77,7 @@ use std::sync::Once;
 
 use treeloop_executor::{ChoicePoint, Deviation, Schedule, Trace};
 
-use crate::check::CheckOutcome;
-use crate::determinism::Ending;
-use crate::explore::{Failed, run_once};
+use crate::run::{CheckOutcome, Ending, run_once};
 use crate::runtime::Builder;
 
 mod report;
@@ -273,7 +271,7 @@ where
         self.runs += 1;
         let replay = self.plain.clone().replay(schedule.clone());
         let (_, failed) = quietly(|| run_once(&replay, self.body, self.location));
-        ending(&failed) == *self.target
+        Ending::of(failed.as_ref()) == *self.target
     }
 
     /// Step 3: delta debugging over `best`'s deviations, then, when few are left, every
@@ -404,7 +402,7 @@ where
         self.runs += 1;
         let builder = self.builder.clone().shrink_replay(schedule, deviations);
         let (runtime, failed) = quietly(|| run_once(&builder, self.body, self.location));
-        let ending = ending(&failed);
+        let ending = Ending::of(failed.as_ref());
         if ending != *self.target {
             return Err(Refused::Ended(ending));
         }
@@ -422,15 +420,6 @@ where
             trace: runtime.trace(),
             drew: runtime.drew_from_rng(),
         })
-    }
-}
-
-/// How a run that `failed` (or not) ended.
-fn ending(failed: &Option<Failed>) -> Ending {
-    match failed {
-        None => Ending::Passed,
-        Some(Failed::Returned(description)) => Ending::Returned(description.clone()),
-        Some(Failed::Panicked(payload)) => Ending::panicked(payload),
     }
 }
 

@@ -143,7 +143,7 @@ enum Ended {
     Other(String),
 }
 
-/// Connections in the reset test (the figure) and the size of one request.
+/// Connections in the reset test and the size of one request.
 const RST_CLIENTS: usize = 300;
 const REQUEST: usize = 64;
 
@@ -203,7 +203,7 @@ fn shuts_down_without_resets(mut server: Running) -> Running {
     }
     drop(done);
     // 300 clients at once on a loaded 2-core machine: more patience than a single wait
-    // (one CI run saw the last client's first echo take over 20 s; see the session notes).
+    // (the last client's first echo has taken over 20 s on CI).
     for n in 0..RST_CLIENTS {
         if readiness.recv_timeout(3 * PATIENCE).is_err() {
             panic!(

@@ -1,4 +1,4 @@
-//! Non-determinism detection and the seeded RNG (issue 17): `test::check_determinism`
+//! Non-determinism detection and the seeded RNG: `test::check_determinism`
 //! catches a body that spawns tasks in `HashMap` order, named (by their identities) and
 //! unnamed (by their polls), and passes the same body over a `BTreeMap` with one trace in 50
 //! runs; `test::check` fails at its first seed on a passing body that is not deterministic,

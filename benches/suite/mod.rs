@@ -56,10 +56,11 @@ impl Runtime {
     }
 }
 
-/// How long a run is: the full sizes of issue 8, a quick pass, or a smoke test.
+/// How long a run is: the full sizes, a quick pass, or a smoke test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Issue 8's sizes, 1 warm-up round and 21 measured rounds (`cargo bench`).
+    /// The sizes `benches/README.md` reports, 1 warm-up round and 21 measured rounds
+    /// (`cargo bench`).
     Full,
     /// A tenth of the work, 1 warm-up and 3 rounds: seconds (`cargo bench -- --quick`).
     Quick,
@@ -173,7 +174,7 @@ pub struct Sizes {
     pub memory_tasks: usize,
 }
 
-/// What a workload reports besides "ratio ≤ 1.0 to the best peer" (issue 8's targets).
+/// A target a workload has besides "ratio ≤ 1.0 to the best peer" (`benches/README.md`).
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
     /// treeloop's median at most this fraction of tokio's.
@@ -189,7 +190,7 @@ pub struct Metric {
     pub name: &'static str,
     /// What one value counts, e.g. "ns/task".
     pub unit: &'static str,
-    /// A target of its own, if issue 8 sets one.
+    /// A target of its own, if it has one.
     pub target: Option<Target>,
 }
 
@@ -201,7 +202,7 @@ const fn metric(name: &'static str, unit: &'static str) -> Metric {
     }
 }
 
-/// The workloads of issue 8, in report order.
+/// The workloads, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// See `spawn_join.rs`.

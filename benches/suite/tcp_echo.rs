@@ -1,5 +1,5 @@
 //! tcp_echo: `connections` loopback TCP connections, each doing `round_trips` echoes of a
-//! 64-byte message (issue 5's target workload).
+//! 64-byte message.
 //!
 //! The server runs on the runtime under test, one task per connection. The client is the
 //! same for every runtime: one std thread with blocking sockets that, round after round,

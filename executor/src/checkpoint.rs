@@ -19,6 +19,10 @@
 //! The rejected alternative was to leave the budget to the operation behind the check (a
 //! cancelled sleep spends nothing, it never reaches its timer): correct for well-behaved
 //! tasks, but a task ignoring its cancellation is exactly the case the tree must survive.
+//!
+//! Read next: [`crate::join`], how a task's outcome reaches whoever awaits it: the end of
+//! the path. Then, off it: [`crate::frame`] (the poll frame and the lazy-shield
+//! optimisation), `shield.rs`, `region.rs`, `diag/`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,13 +111,13 @@ pub fn poll_cancelled_or_outside(
 pub struct OutsideRuntime;
 
 fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
-    if context::lazy_shield().is_some() {
+    if crate::frame::lazy_shield().is_some() {
         // Inside a shield that has no node (so inside a runtime): nothing started inside
         // it, so nothing inside it can have been cancelled.
         return Ok(None);
     }
     context::with_core(|core| {
-        let cancel = core.tree.borrow().get(core.current.get())?.cancel;
+        let cancel = core.tree.borrow().get(core.frame.current())?.cancel;
         if cancel.is_some() {
             // The task is told of its cancellation: the first time, that is progress for
             // the watchdog; again and again, it is not (a task that swallows it).

@@ -3,12 +3,12 @@
 //! An `async` loop over a channel that always has a message never returns `Pending` by
 //! itself, so the executor would never get to run anybody else. Each poll of a task starts
 //! with [`BUDGET`] units; every treeloop leaf future that could complete at once (a join of a
-//! finished task, a timer already due, later a channel with a message) spends one first. With
-//! the budget gone it wakes its task and returns `Pending`, sending the task to the back of
-//! the run queue. Failing with `Cancelled` is a completion too and spends a unit, so a task
-//! that ignores its cancellation in a loop is preempted like any always-ready task
-//! ([`poll_cancelled`](crate::poll_cancelled)). Yields and checkpoints always yield and
-//! spend nothing.
+//! finished task, a timer already due, a channel receive with a message waiting) spends one
+//! first. With the budget gone it wakes its task and returns `Pending`, sending the task to
+//! the back of the run queue. Failing with `Cancelled` is a completion too and spends a
+//! unit, so a task that ignores its cancellation in a loop is preempted like any
+//! always-ready task ([`poll_cancelled`](crate::poll_cancelled)). Yields and checkpoints
+//! always yield and spend nothing.
 
 use std::cell::Cell;
 use std::task::{Context, Poll};

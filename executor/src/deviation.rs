@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::schedule::Choice;
+use crate::choice::Choice;
 
 /// A choice that took another job than the front of the queue, which FIFO would have
 /// taken, named so that it survives changes to the choices around it.

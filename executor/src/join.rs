@@ -11,6 +11,9 @@
 //!   That is why the handle is not `#[must_use]`: dropping it is the fire-and-forget spawn.
 //! - The outcome can be taken once. Polling again after that is a bug in the caller and
 //!   panics saying so.
+//!
+//! Read next: this is the end of the reading path (ARCHITECTURE.md, "Read in this order");
+//! what lies off it is listed there.
 
 use std::any::Any;
 use std::fmt;
@@ -27,9 +30,20 @@ use async_task::FallibleTask;
 use crate::cancel::{CancelReason, Cancelled};
 use crate::context;
 use crate::coop;
-use crate::executor::Payload;
-use crate::task::Outcome;
+use crate::panic::{Payload, panic_message};
 use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
+
+/// How a task ended, as its `JoinHandle` receives it.
+pub(crate) enum Outcome<T> {
+    /// The future returned this value.
+    Returned(T),
+    /// The future panicked (in `poll` or while being dropped).
+    Panicked(Payload),
+    /// `abort()` or runtime teardown dropped the future before it returned.
+    Aborted,
+    /// It panicked with no handle alive; the payload went to the runtime (R17).
+    Reported,
+}
 
 /// An owned permission to await a spawned task's outcome, and to cancel it.
 ///
@@ -99,6 +113,31 @@ impl<T> JoinHandle<T> {
     /// Cancels the task's subtree cooperatively: every treeloop await point in it returns
     /// `Err(Cancelled)` from now on; the tasks run their cleanup and finish (R5). Calling it
     /// twice, or on a finished task, does nothing.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    /// use treeloop::time::sleep;
+    /// use treeloop::{Builder, CancelReason, Cancelled, spawn, yield_now};
+    ///
+    /// let runtime = Builder::new().start_paused(true).build().unwrap();
+    /// runtime.block_on(async {
+    ///     let cleaned_up = Rc::new(Cell::new(false));
+    ///     let flag = cleaned_up.clone();
+    ///     let download = spawn(async move {
+    ///         let slept = sleep(Duration::from_secs(60)).await;
+    ///         flag.set(true); // the cleanup, after the await point that failed
+    ///         slept
+    ///     });
+    ///     yield_now().await.unwrap(); // the download starts its sleep
+    ///     download.cancel();
+    ///     // The task ran its cleanup and returned what its await point returned.
+    ///     let outcome = download.await.unwrap();
+    ///     assert_eq!(outcome, Err(Cancelled::new(CancelReason::Explicit)));
+    ///     assert!(cleaned_up.get());
+    /// });
+    /// ```
     pub fn cancel(&self) {
         self.with_live_node(|core, key| core.cancel(key, CancelReason::Explicit));
     }
@@ -107,6 +146,32 @@ impl<T> JoinHandle<T> {
     /// its next poll without running it again: the escalation for a task that ignores
     /// cancellation (R20). Its children are cancelled, not aborted; the handle then resolves
     /// to a [`JoinError`] with [`JoinError::is_aborted`] once they have finished.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    /// use treeloop::time::{Instant, sleep};
+    /// use treeloop::{Builder, shield, spawn, yield_now};
+    ///
+    /// let runtime = Builder::new().start_paused(true).build().unwrap();
+    /// runtime.block_on(async {
+    ///     let start = Instant::now();
+    ///     let finished = Rc::new(Cell::new(false));
+    ///     let flag = finished.clone();
+    ///     let stubborn = spawn(async move {
+    ///         // Deaf to cancellation: an hour of shielded work.
+    ///         shield(sleep(Duration::from_secs(3600))).await.unwrap();
+    ///         flag.set(true);
+    ///     });
+    ///     yield_now().await.unwrap();
+    ///     stubborn.abort();
+    ///     assert!(stubborn.await.unwrap_err().is_aborted());
+    ///     // Its future was dropped at once: nothing after its await point ran.
+    ///     assert!(!finished.get());
+    ///     assert_eq!(start.elapsed(), Duration::ZERO);
+    /// });
+    /// ```
     pub fn abort(&self) {
         self.with_live_node(|core, key| core.abort(key));
     }
@@ -146,7 +211,7 @@ impl<T> JoinHandle<T> {
     /// Runs `f` on the task's node if the task has not finished. A task that has not
     /// finished belongs to the runtime running on this thread: `block_on` finishes every
     /// task before it returns, and handles cannot leave the thread.
-    fn with_live_node(&self, f: impl FnOnce(&crate::executor::Core, crate::tree::Key)) {
+    fn with_live_node(&self, f: impl FnOnce(&crate::core::Core, crate::tree::Key)) {
         if self.is_finished() {
             return;
         }
@@ -400,16 +465,4 @@ fn lock(payload: &Mutex<Payload>) -> std::sync::MutexGuard<'_, Payload> {
     payload
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The message of a panic payload, when it is a string. Takes the box itself: a
-/// `&Box<dyn Any>` coerced to `&dyn Any` would downcast the box, not the payload.
-pub fn panic_message(payload: &Payload) -> &str {
-    if let Some(message) = payload.downcast_ref::<&'static str>() {
-        message
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message
-    } else {
-        "<non-string panic payload>"
-    }
 }

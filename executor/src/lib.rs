@@ -41,15 +41,19 @@
 mod builder;
 mod cancel;
 mod checkpoint;
+mod choice;
 mod context;
 pub mod coop;
+mod core;
 mod deviation;
 pub mod diag;
 #[cfg(feature = "tracing")]
 mod events;
 mod executor;
+mod frame;
 mod join;
 mod or_cancel;
+mod panic;
 mod park;
 mod queue;
 mod region;
@@ -61,6 +65,7 @@ mod strategy;
 mod task;
 mod trace;
 mod tree;
+mod wake;
 
 use std::future::Future;
 use std::panic::Location;
@@ -71,18 +76,17 @@ pub use checkpoint::{
     Checkpoint, OutsideRuntime, WaitCancelled, cancelled, cancelled_here, checkpoint,
     poll_cancelled, poll_cancelled_or_outside, yield_now,
 };
+pub use choice::Choice;
 pub use context::in_runtime;
 pub use deviation::Deviation;
 pub use diag::TreeDump;
-pub use executor::{Executor, Options, Payload, Scheduling, Tick};
-pub use join::{JoinError, JoinHandle, panic_message};
+pub use executor::{Executor, Options, Scheduling, Tick};
+pub use join::{JoinError, JoinHandle};
 pub use or_cancel::{FutureExt, OrCancel};
+pub use panic::{Payload, panic_message, wake_all};
 pub use park::{Park, ParkMode, ParkRequest, ThreadPark, Unpark};
 pub use region::{Region, RegionHandle, RegionKind, SpawnRefused};
-pub use root::wake_all;
-pub use schedule::{
-    Choice, ChoicePoint, Fallback, ParseScheduleError, Replay, SCHEDULE_KEPT, Schedule,
-};
+pub use schedule::{ChoicePoint, Fallback, ParseScheduleError, Replay, SCHEDULE_KEPT, Schedule};
 pub use shield::{Shield, shield};
 pub use strategy::{SplitMix64, Strategy};
 pub use trace::{
@@ -94,6 +98,25 @@ pub use tree::TaskId;
 ///
 /// The task starts at the back of the run queue. Its `JoinHandle` resolves when it and all
 /// its descendants have finished; dropping the handle does not cancel or detach it.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::time::{Instant, sleep};
+/// use treeloop::{Builder, spawn};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let start = Instant::now();
+///     let parent = spawn(async {
+///         // A child of `parent`: its handle is dropped, yet `parent` waits for it.
+///         spawn(async { sleep(Duration::from_secs(2)).await.unwrap() });
+///         "parent's value"
+///     });
+///     assert_eq!(parent.await.unwrap(), "parent's value");
+///     // The join returned once the child had finished too.
+///     assert_eq!(start.elapsed(), Duration::from_secs(2));
+/// });
+/// ```
 ///
 /// # Panics
 ///
@@ -191,6 +214,26 @@ pub fn scheduling_seed() -> Option<u64> {
 /// A snapshot of the running tree: every task, region and shield with its id, name, spawn
 /// location, state, parent and children (poll counts and times too, with diagnostics on).
 /// Its `Display` prints an indented tree. Iterative: any depth (R21).
+///
+/// ```
+/// use treeloop::diag::TaskState;
+/// use treeloop::{cancelled, dump, task, yield_now};
+///
+/// treeloop::block_on(async {
+///     let worker = task::Builder::new()
+///         .name("worker")
+///         .spawn(async { cancelled().await });
+///     yield_now().await.unwrap(); // the worker starts waiting
+///     let tree = dump();
+///     let root = &tree.entries[0];
+///     let entry = tree.named("worker").next().unwrap();
+///     assert_eq!(entry.state, TaskState::Waiting);
+///     assert_eq!(entry.parent, Some(root.id));
+///     assert!(tree.to_string().contains("task \"worker\": waiting"));
+///     worker.cancel();
+///     worker.await.unwrap();
+/// });
+/// ```
 ///
 /// # Panics
 ///

@@ -6,10 +6,14 @@
 //! - [`RunQueue`] is touched only on the loop thread, in borrows that never span a poll or
 //!   a drop of a `Runnable` (dropping one may drop a future, which may wake another task).
 //! - [`Shared`] is the only part of a runtime other threads see: every waker holds an
-//!   `Arc<Shared>`. A remote wake pushes to the lock-free injector and unparks the loop only
-//!   if it is asleep (the `sleeping` handshake below), so a busy loop pays no syscall.
+//!   `Arc<Shared>` (what a wake does with it is [`crate::wake`]'s). A remote wake pushes to
+//!   the lock-free injector and unparks the loop only if it is asleep (the `sleeping`
+//!   handshake below), so a busy loop pays no syscall.
 //! - Once `closed` (the runtime was dropped), a wake drops its `Runnable` on the spot: by then
 //!   every task's future has been dropped, so nothing but the allocation goes with it.
+//!
+//! Read next: [`crate::executor`], the loop that takes jobs from this queue and parks when
+//! it is empty.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -19,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_task::Runnable;
 use crossbeam_queue::SegQueue;
 
-use crate::context;
 use crate::park::Unpark;
 use crate::schedule::{ChoicePoint, Replay, Schedule};
 use crate::strategy::{Picker, Strategy};
@@ -259,29 +262,8 @@ impl Shared {
         }
     }
 
-    /// The schedule function every task is created with: the hot path of every wake.
-    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<Key>) {
-        self.schedule_job(Job::Task(runnable));
-    }
-
-    /// Queues `job` locally when called on this runtime's loop thread, else injects it.
-    pub(crate) fn schedule_job(self: &Arc<Self>, job: Job) {
-        let mut pending = Some(job);
-        context::with_core(|core| {
-            if Arc::ptr_eq(&core.shared, self) {
-                if let Some(job) = pending.take() {
-                    core.queue.borrow_mut().push(job);
-                }
-            }
-        });
-        // Another thread, or a runtime that is not running on this thread any more.
-        if let Some(job) = pending {
-            self.push_remote(job);
-        }
-    }
-
     /// A wake from a thread that is not running this runtime.
-    fn push_remote(&self, job: Job) {
+    pub(crate) fn push_remote(&self, job: Job) {
         if self.closed.load(Ordering::Acquire) {
             drop(job);
             return;

@@ -26,7 +26,7 @@ use std::task::Waker;
 
 use crate::cancel::{CancelReason, Cancelled};
 use crate::context;
-use crate::executor::Core;
+use crate::core::Core;
 use crate::join::JoinHandle;
 use crate::tree::{NodeKind, NodeRef, Phase, TaskId};
 

@@ -8,16 +8,29 @@
 //! - Nothing in the workspace prints on its own: every line goes through [`report`] or
 //!   [`report_message`], which hand a [`Report`] to the sink of the runtime running on this
 //!   thread (`Builder::report_sink`), or to stderr when it has none or no runtime runs.
+//!   The sink is this module's own thread-local, set while a runtime runs.
 //! - A report never panics the runtime: a closed stderr is ignored, and the sink is called
 //!   with no borrow of the runtime held, so it may call back into it (a dump, say).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::context;
 use crate::diag::{SlowPoll, StallReport, StuckTask, TreeDump};
+
+thread_local! {
+    /// The sink of the runtime running on this thread, if it has one: set and cleared with
+    /// the runtime itself (`context::enter`), kept here so that reporting needs nothing of
+    /// the runtime but this.
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+}
+
+/// Makes `sink` this thread's sink (`None`: stderr); returns the one it replaces.
+pub(crate) fn replace_sink(sink: Option<Sink>) -> Option<Sink> {
+    SINK.try_with(|cell| cell.replace(sink)).ok().flatten()
+}
 
 /// Something the runtime reports rather than returns.
 #[derive(Clone, Debug)]
@@ -60,7 +73,7 @@ pub fn report(args: fmt::Arguments<'_>) {
 
 /// Hands `report` to this thread's runtime's sink, or writes it to stderr.
 pub fn report_message(report: Report) {
-    let sink = context::with_core(|core| core.sink.clone()).flatten();
+    let sink = SINK.try_with(|cell| cell.borrow().clone()).ok().flatten();
     let Some(sink) = sink else {
         return to_stderr(&report);
     };
@@ -70,7 +83,7 @@ pub fn report_message(report: Report) {
         to_stderr(&report);
         to_stderr(&Report::Message(format!(
             "treeloop: the report sink panicked on the report above: {}",
-            crate::join::panic_message(&payload)
+            crate::panic::panic_message(&payload)
         )));
     }
 }

@@ -14,32 +14,13 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
-use crate::executor::{Core, Payload};
-use crate::queue::{Job, Shared};
+use crate::core::Core;
+use crate::panic::Payload;
 use crate::tree::{Key, Phase};
-
-/// The waker of the `block_on` future: queues a [`Job::Root`] like a task's waker queues its
-/// runnable. `Send + Sync`, since the root may hand its waker to another thread.
-pub(crate) struct RootWaker {
-    /// A `Job::Root` is queued: set by a wake, cleared right before the root is polled, so
-    /// the root is queued at most once at a time (as async-task does for tasks).
-    pub(crate) queued: AtomicBool,
-    /// Where to queue it.
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl futures_task::ArcWake for RootWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        if !arc_self.queued.swap(true, Ordering::SeqCst) {
-            arc_self.shared.schedule_job(Job::Root);
-        }
-    }
-}
 
 /// The `block_on` future and what it needs to take its turn like a task.
 pub(crate) struct RootTask<'a, F: Future> {
@@ -98,7 +79,7 @@ impl<F: Future> RootTask<'_, F> {
             (Err(first), Err(second)) => {
                 crate::report::report(format_args!(
                     "treeloop: the block_on future panicked again while being dropped: {}",
-                    crate::join::panic_message(&second)
+                    crate::panic::panic_message(&second)
                 ));
                 Err(first)
             }
@@ -133,7 +114,7 @@ impl<F: Future> Drop for RootTask<'_, F> {
             crate::report::report(format_args!(
                 "treeloop: the block_on future panicked while being dropped as block_on \
                  unwound: {}",
-                crate::join::panic_message(&payload)
+                crate::panic::panic_message(&payload)
             ));
         }
     }
@@ -150,28 +131,12 @@ impl Drop for TeardownOnUnwind<'_> {
     }
 }
 
-/// Wakes every waker, even if one of them panics (a foreign waker may): the rest are still
-/// woken, then the first panic continues. Public for the reactor, which wakes in bulk too. Losing the wakes after a panicking one would leave
-/// their tasks asleep forever.
-#[doc(hidden)]
-pub fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
-    let mut first_panic = None;
-    for waker in wakers {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            first_panic.get_or_insert(payload);
-        }
-    }
-    if let Some(payload) = first_panic {
-        panic::resume_unwind(payload);
-    }
-}
-
 /// Panics beyond the first one `block_on` re-raises: not lost, reported.
 pub(crate) fn report_extra_panics(rest: impl Iterator<Item = (Payload, String)>) {
     for (payload, task) in rest {
         crate::report::report(format_args!(
             "treeloop: the {task} panicked too (block_on re-raises the first panic): {}",
-            crate::join::panic_message(&payload)
+            crate::panic::panic_message(&payload)
         ));
     }
 }

@@ -56,8 +56,8 @@
 //!   that restores the frame hands it over while unwinding, so it is closed with the shield.
 //!
 //! Rejected alternative: a shield *depth* counter per task. It cannot express tasks spawned
-//! inside a shield, nor a deadline opened inside one (issue: "its own deadlines still
-//! apply"); a node can, with the same O(1) check at await points. The lazy flag keeps that
+//! inside a shield, nor a deadline opened inside one, which must still fire (R11); a node
+//! can, with the same O(1) check at await points. The lazy flag keeps that
 //! property: anything that needs a node gets one.
 
 use std::future::Future;
@@ -67,7 +67,8 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{self, LazyShield};
+use crate::context;
+use crate::frame::{self, LazyShield};
 use crate::region::{Region, RegionKind};
 use crate::tree::{Key, NodeRef, TaskId};
 
@@ -129,7 +130,7 @@ impl<F: Future> Future for Shield<F> {
         let inner = this.inner;
         let slot = this.region;
         if slot.is_none() {
-            if context::shields_are_lazy() {
+            if frame::shields_are_lazy() {
                 let (host, id) = *this.host.get_or_insert_with(|| {
                     context::expect_core("polling a shield", |core| {
                         (core.polled_ref(), core.tree.borrow_mut().reserve_id())
@@ -162,8 +163,8 @@ fn poll_lazy<T>(
 ) -> Poll<T> {
     let polled = {
         let _frame = LazyFrame {
-            previous_lazy: context::replace_lazy_shield(Some(shield)),
-            previous_made: context::replace_shield_made(None),
+            previous_lazy: frame::replace_lazy_shield(Some(shield)),
+            previous_made: frame::replace_shield_made(None),
             slot: &mut *slot,
         };
         poll(cx)
@@ -188,8 +189,8 @@ struct LazyFrame<'a> {
 impl Drop for LazyFrame<'_> {
     #[inline]
     fn drop(&mut self) {
-        let made = context::replace_shield_made(self.previous_made);
-        context::replace_lazy_shield(self.previous_lazy);
+        let made = frame::replace_shield_made(self.previous_made);
+        frame::replace_lazy_shield(self.previous_lazy);
         if let Some((node, replaced)) = made {
             adopt(self.slot, node, replaced);
         }
@@ -200,7 +201,7 @@ impl Drop for LazyFrame<'_> {
 #[cold]
 fn adopt(slot: &mut Option<Region>, node: Key, replaced: Key) {
     context::with_core(|core| {
-        core.current.set(replaced);
+        core.frame.replace(replaced);
         *slot = Some(Region::adopt_shield(core, node));
     });
 }

@@ -19,6 +19,8 @@
 //!   runtime never unwinds through async-task and never aborts.
 //! - The future is dropped as soon as it returns, on the loop thread, before the task waits
 //!   for its children: its resources (sockets, locks) are released promptly.
+//!
+//! Read next: [`crate::wake`], what the waker made in [`spawn_in`] does when it is woken.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
@@ -31,22 +33,11 @@ use pin_project_lite::pin_project;
 use crate::cancel::CancelReason;
 use crate::context;
 use crate::coop;
-use crate::executor::{Core, Mode, Payload};
-use crate::join::JoinHandle;
+use crate::core::{Core, Mode};
+use crate::join::{JoinHandle, Outcome};
+use crate::panic::Payload;
 use crate::queue::Job;
 use crate::tree::{JoinInterest, Key, NodeKind, Phase};
-
-/// How a task ended, as its `JoinHandle` receives it.
-pub(crate) enum Outcome<T> {
-    /// The future returned this value.
-    Returned(T),
-    /// The future panicked (in `poll` or while being dropped).
-    Panicked(Payload),
-    /// `abort()` or runtime teardown dropped the future before it returned.
-    Aborted,
-    /// It panicked with no handle alive; the payload went to the runtime (R17).
-    Reported,
-}
 
 pin_project! {
     /// The future async-task polls for every spawned task.
@@ -99,9 +90,10 @@ where
     // The task's key rides on the runnable: the loop passes it to the task's poll, and
     // traces and seeded strategies look the id up by it. (A key is 4 bytes where an id is
     // 8, which shrinks async-task's header from 48 bytes to 40.)
-    let (runnable, task) = async_task::Builder::new()
-        .metadata(node.key)
-        .spawn_local(move |_| wrapped, move |runnable| shared.schedule(runnable));
+    let (runnable, task) = async_task::Builder::new().metadata(node.key).spawn_local(
+        move |_| wrapped,
+        move |runnable| crate::wake::schedule(&shared, runnable),
+    );
     core.tree.borrow_mut().node_mut(node.key).waker = Some(runnable.waker());
     core.queue.borrow_mut().push(Job::Task(runnable));
     JoinHandle::new(task.fallible(), node, parent_ref, location)
@@ -207,7 +199,7 @@ fn drop_future<F: Future>(
         (Outcome::Panicked(first), Err(second)) => {
             crate::report::report(format_args!(
                 "treeloop: a task's future panicked again while being dropped: {}",
-                crate::join::panic_message(&second)
+                crate::panic::panic_message(&second)
             ));
             Outcome::Panicked(first)
         }

@@ -21,6 +21,9 @@
 //! A slab, not a `HashMap`: keys are dense and reused, lookups are an index. Because keys
 //! are reused, handles that outlive a node carry a [`NodeRef`] (key plus a never reused id)
 //! and check it with [`Tree::resolve`].
+//!
+//! Read next: [`crate::core`], the only code that changes the tree (step 2 of the reading
+//! order in ARCHITECTURE.md).
 
 use std::collections::HashMap;
 use std::panic::Location;

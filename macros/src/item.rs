@@ -17,7 +17,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Attribute, Error, ItemFn, Signature};
 
-use crate::options::{Errors, Macro, Options};
+use crate::errors::Errors;
+use crate::options::{Macro, Options};
 
 /// Expands `#[treeloop::main(args)]` or `#[treeloop::test(args)]` on `item`.
 pub(crate) fn expand(which: Macro, args: TokenStream, item: TokenStream) -> TokenStream {

@@ -9,7 +9,7 @@
 //!   `true` or `false`, a count or seed an integer literal, a duration a string with a unit,
 //!   a strategy one of `Fifo`, `Random`, `Pct(depth)`. What would only fail at run time (a
 //!   duration without a unit, `seeds = 0`) is an error here instead.
-//! - Every error is collected, not just the first, and each one names the fix.
+//! - Every error is collected, not just the first (`errors.rs`), and each one names the fix.
 //! - The generated code names only `::treeloop::` and `::core` paths, so a user depends on
 //!   `treeloop` alone.
 
@@ -20,6 +20,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Error, Meta, Token};
 
+use crate::errors::Errors;
 use crate::values::{Kind, Value, parse_value};
 
 /// Which attribute is being expanded.
@@ -360,33 +361,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// Errors collected so that a user sees every mistake at once.
-#[derive(Default)]
-pub(crate) struct Errors {
-    /// All of them, combined; `None` while there is none.
-    first: Option<Error>,
-}
-
-impl Errors {
-    /// Adds `error`.
-    pub(crate) fn push(&mut self, error: Error) {
-        match &mut self.first {
-            Some(first) => first.combine(error),
-            None => self.first = Some(error),
-        }
-    }
-
-    /// The value of `result`, or `None` after keeping its error.
-    pub(crate) fn keep<T>(&mut self, result: Result<T, Error>) -> Option<T> {
-        result.map_err(|error| self.push(error)).ok()
-    }
-
-    /// `Err` with every error pushed, if any was.
-    pub(crate) fn finish(self) -> Result<(), Error> {
-        self.first.map_or(Ok(()), Err)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Error, Expr, ExprLit, Lit};
 
-use crate::options::Errors;
+use crate::errors::Errors;
 
 /// The kind of value an option takes.
 #[derive(Clone, Copy, PartialEq, Eq)]

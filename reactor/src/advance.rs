@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use treeloop_executor::{Cancelled, poll_cancelled};
 
-use crate::driver::{expect_reactor, with_reactor};
+use crate::context::{expect_reactor, with_reactor};
 use crate::timers::TimerKey;
 
 /// Moves the running runtime's virtual time forward by `duration`, then waits for the

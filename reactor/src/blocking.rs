@@ -14,7 +14,7 @@
 //! - **Virtual time stands still while a call is in flight** (`start_paused`): the loop
 //!   waits for the pool in real time and the clock does not move, as tokio's does during
 //!   `spawn_blocking`. So `timeout(50ms, unblock(|| 20 ms of work))` returns the work's
-//!   result, not `Elapsed`: on virtual time the work took no time. (The driver's park,
+//!   result, not `Elapsed`: on virtual time the work took no time. (The reactor's turn,
 //!   `frozen`.)
 //! - **In a seeded runtime the closure runs inline**, on the loop's thread, when `unblock`
 //!   is called: a pool thread would finish at a moment the seed does not choose, and the
@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use treeloop_executor::{Cancelled, Payload, poll_cancelled};
 
-use crate::driver::with_reactor;
+use crate::context::with_reactor;
 
 /// Most pool threads alive at once.
 pub const MAX_THREADS: usize = 64;

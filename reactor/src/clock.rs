@@ -13,6 +13,10 @@
 //!   fields are the system's monotonic clock.)
 //! - [`Instant::now`] inside a runtime reads *the runtime's* clock, so code under test sees
 //!   virtual time without being written for it. Outside a runtime it is the system clock.
+//! - This file is the bottom of the reactor: it imports nothing of the crate. So
+//!   `Instant::now`, which reads the running runtime's clock through the reactor's
+//!   thread-local, is defined in `context.rs`, beside that thread-local; the [`Clock`] it
+//!   reads is one of the parts of the state kept there.
 
 use std::cell::Cell;
 use std::fmt;
@@ -25,12 +29,6 @@ use std::time::Duration;
 pub struct Instant(std::time::Instant);
 
 impl Instant {
-    /// The current time of the running runtime's clock (the system clock outside one).
-    pub fn now() -> Instant {
-        crate::driver::with_reactor(|reactor| reactor.clock.now())
-            .unwrap_or_else(|| Instant(std::time::Instant::now()))
-    }
-
     /// Wraps a system instant.
     pub fn from_std(instant: std::time::Instant) -> Instant {
         Instant(instant)

@@ -18,6 +18,26 @@ use crate::timer::Timer;
 ///
 /// Returns `Err(Cancelled)` as soon as the region is cancelled. `Duration::MAX` sleeps
 /// until cancelled.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::time::{Instant, sleep};
+/// use treeloop::{Builder, CancelReason, Cancelled, spawn};
+///
+/// // Virtual time: the half minute passes at once, and exactly.
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let start = Instant::now();
+///     sleep(Duration::from_secs(30)).await.unwrap();
+///     assert_eq!(start.elapsed(), Duration::from_secs(30));
+///     // In a cancelled task a sleep returns `Err(Cancelled)` instead of waiting.
+///     let forever = spawn(sleep(Duration::MAX));
+///     forever.cancel();
+///     let slept = forever.await.unwrap();
+///     assert_eq!(slept, Err(Cancelled::new(CancelReason::Explicit)));
+///     assert_eq!(start.elapsed(), Duration::from_secs(30));
+/// });
+/// ```
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         start: Start::After(duration),

@@ -7,7 +7,7 @@
 use std::task::{Context, Poll};
 
 use crate::clock::Instant;
-use crate::driver::{expect_reactor, with_reactor};
+use crate::context::{expect_reactor, with_reactor};
 use crate::timers::TimerKey;
 
 /// A deadline on the runtime's clock that can wake a task.

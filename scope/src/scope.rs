@@ -50,6 +50,41 @@ use crate::state::{Policy, ScopeState, SelfCancel};
 
 /// A handle to a running scope: spawn members into it, or cancel it. Cheap to clone and
 /// `'static`, so members can spawn siblings through it.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use treeloop::time::sleep;
+/// use treeloop::{Builder, Cancelled, Scope, scope};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// let siblings_done = Rc::new(Cell::new(0));
+/// let done = siblings_done.clone();
+/// let result = runtime.block_on(scope(|s: Scope<Cancelled>| async move {
+///     let handle = s.clone();
+///     s.spawn(async move {
+///         // A member spawns a sibling through its clone of the handle...
+///         handle
+///             .spawn(async move {
+///                 sleep(Duration::from_secs(1)).await?;
+///                 done.set(done.get() + 1);
+///                 Ok(())
+///             })
+///             .unwrap();
+///         sleep(Duration::from_secs(2)).await?;
+///         // ...and ends the whole scope: the body's sleep below fails.
+///         handle.cancel();
+///         Ok(())
+///     })
+///     .unwrap();
+///     sleep(Duration::from_secs(3600)).await?;
+///     Ok("the body finished")
+/// }));
+/// // The scope cancelled itself before the body had a value: `Ok(None)`.
+/// assert_eq!(result.unwrap(), None);
+/// assert_eq!(siblings_done.get(), 1);
+/// ```
 pub struct Scope<E> {
     /// Shared with the scope future and the members.
     state: Rc<ScopeState<E>>,

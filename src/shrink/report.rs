@@ -10,7 +10,7 @@
 use treeloop_executor::{Choice, Deviation, Trace};
 
 use super::{DEFAULT_SHRINK_RUNS, Found, Shrunk};
-use crate::explore::replay_line;
+use crate::run::replay_line;
 
 /// The most deviations the report lists (a shrinking cut short can leave hundreds).
 const LISTED: usize = 20;

@@ -1,4 +1,4 @@
-//! Torture: random task trees (issue 9). Proptest generates trees of up to ~2,000 tasks
+//! Torture: random task trees. Proptest generates trees of up to ~2,000 tasks
 //! that mix plain spawns (joined or detached), scopes and supervisor scopes (whose bodies
 //! may run a subtree too), shields and timeouts (a few of them `Duration::ZERO`), over
 //! leaves that sleep, yield, pass messages over a channel, fail, panic, fail in their

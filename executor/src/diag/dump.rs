@@ -18,9 +18,9 @@ use std::fmt;
 use std::panic::Location;
 use std::time::Duration;
 
+use super::Seen;
 use super::StallCause;
 use crate::cancel::CancelReason;
-use crate::executor::Core;
 use crate::queue::Job;
 use crate::tree::{Key, NodeKind, Phase, TaskId};
 
@@ -184,19 +184,19 @@ impl fmt::Display for DumpEntry {
     }
 }
 
-/// Takes a dump of `core`'s tree; `stuck` marks the watchdog's verdicts.
-pub(super) fn take(core: &Core, stuck: &HashMap<Key, StallCause>) -> TreeDump {
-    let taken_at = core.diag.as_ref().map(|diag| diag.now());
-    let scheduled = scheduled(core);
-    let tree = core.tree.borrow();
-    let running = running_chain(core);
+/// Takes a dump of the tree `seen` shows; `stuck` marks the watchdog's verdicts.
+pub(crate) fn take(seen: &Seen<'_>, stuck: &HashMap<Key, StallCause>) -> TreeDump {
+    let taken_at = seen.diag.map(|diag| diag.now());
+    let scheduled = scheduled(seen);
+    let tree = seen.tree;
+    let running = running_chain(seen);
     let mut entries: Vec<DumpEntry> = Vec::with_capacity(tree.len());
     // Where each key's entry is, to attach children and mark the owners of shields.
     let mut index: HashMap<Key, usize> = HashMap::with_capacity(tree.len());
     for root in tree.roots() {
         tree.walk(root, |key, node, depth| {
             let parent = tree.parent(key).and_then(|p| index.get(&p).copied());
-            let stats = core.diag.as_ref().map(|diag| diag.stats(key));
+            let stats = seen.diag.map(|diag| diag.stats(key));
             let state = if node.phase == Phase::Completing {
                 TaskState::Completing
             } else if node.phase == Phase::Aborting {
@@ -260,11 +260,10 @@ pub(super) fn take(core: &Core, stuck: &HashMap<Key, StallCause>) -> TreeDump {
 
 /// The ids of the tasks waiting in the local run queue (wakes from other threads that
 /// have not been moved over yet are not seen).
-fn scheduled(core: &Core) -> HashSet<TaskId> {
-    let tree = core.tree.borrow();
-    let root = core.root.get();
-    core.queue
-        .borrow()
+fn scheduled(seen: &Seen<'_>) -> HashSet<TaskId> {
+    let tree = seen.tree;
+    let root = seen.root;
+    seen.queue
         .jobs()
         .filter_map(|job| match job {
             Job::Task(runnable) => tree.get(*runnable.metadata()),
@@ -275,10 +274,10 @@ fn scheduled(core: &Core) -> HashSet<TaskId> {
 }
 
 /// The node being polled and the regions and task it is inside, up to that task.
-fn running_chain(core: &Core) -> HashSet<Key> {
-    let tree = core.tree.borrow();
+fn running_chain(seen: &Seen<'_>) -> HashSet<Key> {
+    let tree = seen.tree;
     let mut chain = HashSet::new();
-    let mut key = core.current.get();
+    let mut key = seen.current;
     while let Some(node) = tree.get(key) {
         chain.insert(key);
         if matches!(node.kind, NodeKind::Task | NodeKind::Root) {

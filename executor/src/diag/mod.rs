@@ -17,8 +17,8 @@
 //! - **Reports leave through the sink** ([`crate::report`]), never while a borrow of the
 //!   core is held.
 
-mod dump;
-mod watchdog;
+pub(crate) mod dump;
+pub(crate) mod watchdog;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -28,9 +28,8 @@ use std::time::Duration;
 pub use dump::{DumpEntry, EntryKind, TaskState, TreeDump};
 pub use watchdog::{SlowPoll, StallCause, StallReport, StuckTask};
 
-use crate::executor::Core;
-use crate::report::{Report, report_message};
-use crate::tree::Key;
+use crate::queue::RunQueue;
+use crate::tree::{Key, Tree};
 
 /// The runtime's clock as the diagnostics see it: time since the runtime started.
 pub type Clock = Rc<dyn Fn() -> Duration>;
@@ -43,13 +42,14 @@ pub struct Diagnostics {
     /// Keep poll counts and poll times per task for [`TreeDump`] (implied by the options
     /// below).
     pub stats: bool,
-    /// Report every single poll that takes at least this long ([`Report::SlowPoll`]).
+    /// Report every single poll that takes at least this long
+    /// ([`Report::SlowPoll`](crate::report::Report::SlowPoll)).
     pub slow_poll: Option<Duration>,
     /// Report tasks of a cancelled subtree that make no progress for this long
-    /// ([`Report::Stall`]).
+    /// ([`Report::Stall`](crate::report::Report::Stall)).
     pub watchdog: Option<Duration>,
     /// After the watchdog reported a task, abort it if it is still stuck this much later
-    /// ([`Report::Aborted`]). Only with `watchdog`.
+    /// ([`Report::Aborted`](crate::report::Report::Aborted)). Only with `watchdog`.
     pub grace: Option<Duration>,
     /// Give every shield a node of its own as soon as it is entered, so a [`TreeDump`]
     /// shows shielded tasks as such (implied by the options above). Without it, a shield
@@ -249,76 +249,62 @@ impl Diag {
     pub(crate) fn next_check(&self) -> Option<Duration> {
         self.next_check.get()
     }
-}
 
-impl Core {
-    /// Runs `poll` (one poll of the task or root at `key`) with the diagnostics'
-    /// bookkeeping around it: the poll count, the time of the poll, and the slow-poll
-    /// warning. Callers branch on `diag` themselves and poll directly when it is off, so the
-    /// hot path does not even pass through this function (measured: wrapping every poll in
-    /// it cost 26 instructions per poll through lost inlining).
-    #[inline(never)]
-    pub(crate) fn observe_poll<R>(&self, key: Key, poll: impl FnOnce() -> R) -> R {
-        let Some(diag) = &self.diag else {
-            return poll();
-        };
-        let started = diag.now();
-        diag.polling.set(key);
+    /// The time now, if the watchdog's check is due.
+    pub(crate) fn check_due(&self) -> Option<Duration> {
+        let due = self.next_check.get()?;
+        let now = self.now();
+        (now >= due).then_some(now)
+    }
+
+    /// The watchdog's grace period before an abort, if any.
+    pub(crate) fn grace(&self) -> Option<Duration> {
+        self.grace
+    }
+
+    /// Runs `poll` (one poll of the task or root at `key`) with the bookkeeping around it:
+    /// the poll count and the time of the poll; returns what it returned, and the slow
+    /// poll to report if it took the slow-poll threshold or longer.
+    pub(crate) fn observe_poll<R>(
+        &self,
+        tree: &RefCell<Tree>,
+        key: Key,
+        poll: impl FnOnce() -> R,
+    ) -> (R, Option<SlowPoll>) {
+        let started = self.now();
+        self.polling.set(key);
         let result = poll();
-        diag.polling.set(Key::MAX);
-        let ended = diag.now();
-        diag.update(key, |stats| {
+        self.polling.set(Key::MAX);
+        let ended = self.now();
+        self.update(key, |stats| {
             stats.polls += 1;
             stats.last_poll = Some(ended);
         });
         let took = ended.saturating_sub(started);
-        if diag.slow_poll.is_some_and(|threshold| took >= threshold) {
-            let slow = {
-                let tree = self.tree.borrow();
-                tree.get(key).map(|node| SlowPoll {
-                    id: node.id,
-                    name: tree.name(key).map(str::to_owned),
-                    location: node.location,
-                    took,
-                })
-            };
-            if let Some(slow) = slow {
-                report_message(Report::SlowPoll(slow));
-            }
+        if self.slow_poll.is_none_or(|threshold| took < threshold) {
+            return (result, None);
         }
-        result
+        let tree = tree.borrow();
+        let slow = tree.get(key).map(|node| SlowPoll {
+            id: node.id,
+            name: tree.name(key).map(str::to_owned),
+            location: node.location,
+            took,
+        });
+        (result, slow)
     }
+}
 
-    /// Stamps progress on the task being polled (see [`Diag::progress`]).
-    #[inline]
-    pub(crate) fn note_progress(&self) {
-        if let Some(diag) = &self.diag {
-            diag.progress();
-        }
-    }
-
-    /// The task being polled is told of its cancellation (see [`Diag::saw_cancel`]).
-    #[inline]
-    pub(crate) fn note_saw_cancel(&self) {
-        if let Some(diag) = &self.diag {
-            diag.saw_cancel();
-        }
-    }
-
-    /// Runs the watchdog if its check is due; see [`watchdog`].
-    pub(crate) fn watch(&self) {
-        let Some(diag) = &self.diag else { return };
-        let Some(due) = diag.next_check.get() else {
-            return;
-        };
-        let now = diag.now();
-        if now >= due {
-            watchdog::check(self, diag, now);
-        }
-    }
-
-    /// A dump of the live tree (the watchdog's reports carry their own, with verdicts).
-    pub(crate) fn dump(&self) -> TreeDump {
-        dump::take(self, &Default::default())
-    }
+/// What a dump looks at: the tree and the run queue, borrowed, and where the loop is.
+pub(crate) struct Seen<'a> {
+    /// The tree.
+    pub(crate) tree: &'a Tree,
+    /// The local run queue (which tasks are scheduled).
+    pub(crate) queue: &'a RunQueue,
+    /// The running `block_on`'s root.
+    pub(crate) root: Key,
+    /// The node being polled (`frame::NO_NODE` between polls).
+    pub(crate) current: Key,
+    /// The diagnostics state, if on (poll counts and times).
+    pub(crate) diag: Option<&'a Diag>,
 }

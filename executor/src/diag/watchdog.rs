@@ -43,9 +43,7 @@ use std::time::Duration;
 
 use super::{Diag, dump};
 use crate::cancel::CancelReason;
-use crate::executor::Core;
-use crate::report::{Report, report_message};
-use crate::tree::{Key, NodeKind, Phase, TaskId};
+use crate::tree::{Key, NodeKind, Phase, TaskId, Tree};
 
 /// A single poll that took at least the slow-poll threshold.
 #[derive(Clone, Debug)]
@@ -196,17 +194,27 @@ struct Candidate {
     waits_for_children: bool,
 }
 
-/// Looks at the tree at `now`: reports newly stuck tasks, aborts those past their grace
-/// period, and sets the next check.
-pub(super) fn check(core: &Core, diag: &Diag, now: Duration) {
+/// What one look at the tree found, for the loop to act on: the watchdog itself reports
+/// nothing and aborts nothing.
+pub(crate) struct Verdict {
+    /// Every task judged stuck now, with why (the dump of a report marks them).
+    pub(crate) stuck: HashMap<Key, StallCause>,
+    /// The tasks found stuck since the last report: report them.
+    pub(crate) newly_stuck: Vec<StuckTask>,
+    /// The tasks past their grace period: abort them, and report each.
+    pub(crate) to_abort: Vec<(Key, StuckTask)>,
+}
+
+/// Looks at `tree` at `now`: judges which tasks are stuck, which are newly so, which are
+/// past their grace period, and sets the next check.
+pub(crate) fn check(tree: &Tree, diag: &Diag, now: Duration) -> Verdict {
     let threshold = diag.watchdog.unwrap_or(Duration::MAX);
-    let candidates = candidates(core);
+    let candidates = candidates(tree, diag);
     let mut next: Option<Duration> = None;
     let mut stuck: HashMap<Key, StallCause> = HashMap::new();
     let mut newly_stuck = Vec::new();
     let mut to_abort = Vec::new();
     {
-        let tree = core.tree.borrow();
         for candidate in candidates.iter().filter(|c| !c.waits_for_children) {
             let stats = diag.stats(candidate.key);
             let node = tree.node(candidate.key);
@@ -277,27 +285,16 @@ pub(super) fn check(core: &Core, diag: &Diag, now: Duration) {
     diag.waiting_for_children
         .set(candidates.iter().any(|c| c.waits_for_children));
     diag.next_check.set(next);
-    if !newly_stuck.is_empty() {
-        let dump = dump::take(core, &stuck);
-        report_message(Report::Stall(StallReport {
-            stuck: newly_stuck,
-            dump,
-            grace: diag.grace,
-        }));
-    }
-    for (key, task) in to_abort {
-        core.abort(key);
-        report_message(Report::Aborted(task));
+    Verdict {
+        stuck,
+        newly_stuck,
+        to_abort,
     }
 }
 
 /// The tasks (and root) of cancelled subtrees whose futures have not returned, found in one
 /// iterative pre-order walk.
-fn candidates(core: &Core) -> Vec<Candidate> {
-    let Some(diag) = &core.diag else {
-        return Vec::new();
-    };
-    let tree = core.tree.borrow();
+fn candidates(tree: &Tree, diag: &Diag) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut path: Vec<Frame> = Vec::new();
     // Leaving a node: what it found below goes to its parent's frame.

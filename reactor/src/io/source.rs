@@ -20,7 +20,7 @@ use mio::Interest;
 use mio::event::Source;
 use treeloop_executor::{coop, poll_cancelled};
 
-use crate::driver::{RealIo, with_reactor};
+use crate::context::{RealIo, with_reactor};
 use crate::io::slots::{Direction, Refuted, SlotKey};
 
 /// A non-blocking I/O object registered with the reactor of the runtime it was created in.

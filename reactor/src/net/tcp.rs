@@ -14,6 +14,33 @@ use crate::net::resolve::{ToSocketAddrs, each_addr, target_of};
 use crate::net::stream::impl_socket_stream;
 
 /// A TCP socket listening for connections.
+///
+/// ```
+/// use std::io;
+/// use treeloop::net::{TcpListener, TcpStream};
+/// use treeloop::spawn;
+///
+/// treeloop::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?; // port 0: the OS picks one
+///     let addr = listener.local_addr()?;
+///     let server = spawn(async move {
+///         let (stream, peer) = listener.accept().await?;
+///         stream.write_all(b"welcome").await?;
+///         io::Result::Ok(peer)
+///     });
+///     let client = TcpStream::connect(addr).await?;
+///     // The server saw the client's own address.
+///     assert_eq!(server.await.unwrap()?, client.local_addr()?);
+///     let mut greeting = [0; 7];
+///     let mut got = 0;
+///     while got < greeting.len() {
+///         got += client.read(&mut greeting[got..]).await?;
+///     }
+///     assert_eq!(&greeting, b"welcome");
+///     io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug)]
 pub struct TcpListener(IoSource<mio::net::TcpListener>);
 
@@ -71,6 +98,45 @@ impl TcpListener {
 /// still in its receive buffer, the kernel sends a reset (RST) instead of FIN, and the peer
 /// may lose data it had not yet read. `poll_flush` has nothing to do (there is no
 /// user-space buffer) and returns at once.
+///
+/// ```
+/// use std::io;
+/// use std::net::Shutdown;
+/// use treeloop::net::{TcpListener, TcpStream};
+/// use treeloop::spawn;
+///
+/// treeloop::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let addr = listener.local_addr()?;
+///     // An echo server: it writes back what it reads, until the client's half-close.
+///     let server = spawn(async move {
+///         let (stream, _) = listener.accept().await?;
+///         let mut buf = [0; 64];
+///         loop {
+///             let n = stream.read(&mut buf).await?;
+///             if n == 0 {
+///                 return io::Result::Ok(());
+///             }
+///             stream.write_all(&buf[..n]).await?;
+///         }
+///     });
+///     let stream = TcpStream::connect(addr).await?;
+///     stream.write_all(b"ping").await?;
+///     stream.shutdown(Shutdown::Write)?; // FIN: the server reads end of stream
+///     let mut echoed = Vec::new();
+///     let mut buf = [0; 64];
+///     loop {
+///         let n = stream.read(&mut buf).await?;
+///         if n == 0 {
+///             break; // the server's side closed after the echo
+///         }
+///         echoed.extend_from_slice(&buf[..n]);
+///     }
+///     assert_eq!(echoed, b"ping");
+///     server.await.unwrap()
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug)]
 pub struct TcpStream(IoSource<mio::net::TcpStream>);
 

@@ -9,6 +9,23 @@ use crate::io::source::{IoSource, sockets_allowed};
 use crate::net::resolve::{ToSocketAddrs, each_addr};
 
 /// A UDP socket.
+///
+/// ```
+/// use std::io;
+/// use treeloop::net::UdpSocket;
+///
+/// treeloop::block_on(async {
+///     let a = UdpSocket::bind("127.0.0.1:0")?;
+///     let b = UdpSocket::bind("127.0.0.1:0")?;
+///     a.send_to(b"hello", b.local_addr()?).await?;
+///     let mut buf = [0; 16];
+///     let (n, from) = b.recv_from(&mut buf).await?;
+///     assert_eq!(&buf[..n], b"hello");
+///     assert_eq!(from, a.local_addr()?);
+///     io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug)]
 pub struct UdpSocket(IoSource<mio::net::UdpSocket>);
 

@@ -25,7 +25,7 @@ use super::child::{Child, OnDrop, Shared};
 use super::exit::{ExitWatch, Watch};
 use super::guardian::Guardian;
 use super::pipe::{ChildStderr, ChildStdin, ChildStdout, Pipes};
-use crate::driver::{RealIo, with_reactor};
+use crate::context::{RealIo, with_reactor};
 
 /// How long a process gets between SIGTERM and SIGKILL unless [`Command::grace`] says
 /// otherwise.

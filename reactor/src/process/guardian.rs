@@ -18,7 +18,7 @@
 //! - The stop sequence runs in a `shield`: its awaits (the exit watch, the grace timer)
 //!   work in the cancelled region, and nothing from outside can cut it short.
 //! - The grace period is measured on the runtime's clock. With the pidfd watch a live
-//!   child counts as I/O, so a paused clock waits for it in real time (see `driver.rs`):
+//!   child counts as I/O, so a paused clock waits for it in real time (see `reactor.rs`):
 //!   the grace period a test sets is a real one.
 //! - Dropped before the reap (aborted, or the runtime torn down by a panic), it SIGKILLs
 //!   and reaps with a blocking `wait` (see [`Guardian`]'s `Drop`).

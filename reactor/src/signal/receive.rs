@@ -18,7 +18,7 @@ use treeloop_executor::{coop, poll_cancelled};
 
 use super::SignalKind;
 use super::pipe::Purpose;
-use crate::driver::{ReactorCore, expect_reactor, with_reactor};
+use crate::context::{ReactorCore, expect_reactor, with_reactor};
 
 /// Receives `kind`, a Unix signal: [`Signal::recv`] completes for deliveries that arrive
 /// after this call, so a server can reload its configuration on SIGHUP, rotate logs on
@@ -115,6 +115,25 @@ impl Signal {
 /// `Cancelled`. The first poll starts watching SIGINT for the whole runtime, which replaces
 /// the default action (terminating the process). `unix(SignalKind::interrupt())` is the same
 /// signal as a reusable receiver, watching from the call rather than from the first poll.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::signal::ctrl_c;
+/// use treeloop::time::{Instant, sleep, timeout};
+/// use treeloop::{Builder, spawn};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let server = spawn(sleep(Duration::MAX)); // serves until cancelled
+///     // Wait for Ctrl-C, then stop the server. Nobody presses it in this example, so
+///     // the wait gives up after a minute of virtual time.
+///     let start = Instant::now();
+///     let pressed = timeout(Duration::from_secs(60), ctrl_c()).await;
+///     assert_eq!(pressed.unwrap_err().deadline(), start + Duration::from_secs(60));
+///     server.cancel();
+///     assert!(server.await.unwrap().is_err());
+/// });
+/// ```
 pub fn ctrl_c() -> CtrlC {
     CtrlC { seen: None }
 }

@@ -1,171 +1,33 @@
-//! The state of the TCP-like connections between simulated hosts, and what a segment does
-//! when it arrives.
+//! The TCP-like connections between simulated hosts: what the world does with them. It
+//! sends a segment in order on its flow, ends, frees and resets connections, and takes a
+//! segment that arrives.
 //!
-//! A connection has two ends (0: the client, 1: the server) and a flow towards each: the
-//! bytes that arrived and wait to be read, the count still in flight, and whether the FIN
-//! arrived. A SYN that reaches a listening port is queued in the listener's backlog and
-//! answered with SYN-ACK; one that reaches a port nobody listens on is answered with RST.
+//! A SYN that reaches a listening port is queued in the listener's backlog (at most
+//! [`BACKLOG`] connections) and answered with SYN-ACK; one that reaches a port nobody
+//! listens on is answered with RST. Data and FIN join the flow towards their end; data for
+//! an end that was dropped resets the connection, as TCP answers with RST. The records
+//! (connections, their ends and flows, listeners) are `state.rs`'s; the pump (`pump.rs`)
+//! hands each arriving segment to [`arrive`], and the sockets of `tcp.rs` call the rest.
 //!
 //! Invariants:
 //! - A flow's segments arrive in the order they were sent: each arrives no earlier than
 //!   the one before it, whatever the jitter (equal arrivals keep send order).
-//! - A writer may have at most [`WINDOW`] bytes of a flow unread (in flight plus
-//!   arrived); a read frees room at once (acknowledgements are not simulated).
+//! - A writer may have at most [`WINDOW`](super::state::WINDOW) bytes of a flow unread (in
+//!   flight plus arrived); a read frees room at once (acknowledgements are not simulated).
 //! - A reset (a crash of either host, bytes sent to an end that was dropped, a listener
 //!   dropped with the connection still queued) is seen by both ends at their next
 //!   operation, before any byte still buffered, and drops what is in flight.
 //! - A connection stays in the world until both ends went and none of its segments is in
 //!   flight, so a segment never finds its slot reused (identities are checked anyway).
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::task::Waker;
-
-use super::record::Payload;
-use super::world::{Cargo, Flight, HostId, World};
+use super::state::{CLIENT, ConnRef, Handshake, HostId, SERVER, Segment};
+use super::world::{Cargo, Flight, World};
 use crate::clock::Instant;
-
-/// Most bytes of one direction of a connection that may be unread.
-pub const WINDOW: usize = 64 * 1024;
-
-/// The client end of a connection.
-pub(crate) const CLIENT: usize = 0;
-/// The server end.
-pub(crate) const SERVER: usize = 1;
-
-/// A connection in the world's slab: its key and its never-reused identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ConnRef {
-    /// The slab key.
-    pub(crate) key: usize,
-    /// Who was there.
-    pub(crate) id: u64,
-}
-
-/// A stream segment.
-#[derive(Debug)]
-pub(crate) enum Segment {
-    /// Connect.
-    Syn,
-    /// Connected.
-    SynAck,
-    /// Nobody listens.
-    Rst,
-    /// Bytes.
-    Data(Vec<u8>),
-    /// End of stream.
-    Fin,
-}
-
-impl Segment {
-    pub(crate) fn payload(&self) -> Payload {
-        match self {
-            Segment::Syn => Payload::Syn,
-            Segment::SynAck => Payload::SynAck,
-            Segment::Rst => Payload::Rst,
-            Segment::Data(bytes) => Payload::Data(bytes.len()),
-            Segment::Fin => Payload::Fin,
-        }
-    }
-}
-
-/// Where a connection is in its handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Handshake {
-    /// The SYN is out.
-    Connecting,
-    /// The SYN-ACK arrived at the client.
-    Established,
-    /// An RST answered the SYN.
-    Refused,
-}
-
-/// One end of a connection.
-#[derive(Debug)]
-pub(crate) struct End {
-    /// Its host.
-    pub(crate) host: HostId,
-    /// Its socket address.
-    pub(crate) addr: SocketAddr,
-    /// Its stream was dropped (or never existed: a refused or unaccepted connection).
-    pub(crate) dropped: bool,
-    /// `shutdown(Read)`: reads see end of stream, arriving bytes are discarded.
-    pub(crate) read_shut: bool,
-    /// `shutdown(Write)` (or a drop): the FIN is sent, writes fail.
-    pub(crate) write_shut: bool,
-}
-
-/// The bytes travelling towards one end.
-#[derive(Debug, Default)]
-pub(crate) struct Flow {
-    /// Arrived, not yet read.
-    pub(crate) arrived: VecDeque<u8>,
-    /// Sent, not yet arrived.
-    pub(crate) in_flight: usize,
-    /// The FIN arrived.
-    pub(crate) fin: bool,
-    /// When the last segment sent on this flow arrives (the next one arrives no earlier).
-    pub(crate) last_arrival: Option<Instant>,
-    /// The end's reader, waiting for bytes.
-    pub(crate) read_waker: Option<Waker>,
-    /// The other end's writer, waiting for room.
-    pub(crate) write_waker: Option<Waker>,
-}
-
-/// A connection.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    /// Its identity.
-    pub(crate) id: u64,
-    /// Client and server.
-    pub(crate) ends: [End; 2],
-    /// Towards the client, towards the server.
-    pub(crate) flows: [Flow; 2],
-    /// The handshake.
-    pub(crate) handshake: Handshake,
-    /// Reset: every operation of either end fails with `ConnectionReset`.
-    pub(crate) reset: bool,
-    /// The connecting task.
-    pub(crate) connect_waker: Option<Waker>,
-    /// Segments sent and not yet arrived: the connection stays until they have (a FIN
-    /// that reaches a closed end is delivered, as to a socket in TIME-WAIT).
-    pub(crate) flights: usize,
-}
-
-impl Conn {
-    /// Resets the connection and collects every waker to wake.
-    pub(crate) fn reset(&mut self, wake: &mut Vec<Waker>) {
-        self.reset = true;
-        for flow in &mut self.flows {
-            flow.arrived.clear();
-            wake.extend(flow.read_waker.take());
-            wake.extend(flow.write_waker.take());
-        }
-        wake.extend(self.connect_waker.take());
-    }
-}
-
-/// A listener in the world's slab.
-#[derive(Debug)]
-pub(crate) struct ListenerState {
-    /// Its host.
-    pub(crate) host: HostId,
-    /// Connections whose SYN arrived, oldest first.
-    pub(crate) backlog: VecDeque<ConnRef>,
-    /// Tasks waiting in `accept` (one waker per task).
-    pub(crate) acceptors: Vec<Waker>,
-    /// Its host crashed: accepts fail.
-    pub(crate) closed: bool,
-}
 
 /// Most connections a listener queues before refusing.
 const BACKLOG: usize = 1024;
 
 impl World {
-    pub(crate) fn conn(&mut self, conn: ConnRef) -> Option<&mut Conn> {
-        self.conns.get_mut(conn.key).filter(|c| c.id == conn.id)
-    }
-
     /// Sends `segment` from the other end of `conn` to `to_end`, in order on its flow.
     pub(crate) fn send_segment(&mut self, conn: ConnRef, to_end: usize, segment: Segment) {
         let Some(c) = self.conn(conn) else { return };

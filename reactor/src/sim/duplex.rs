@@ -75,6 +75,33 @@ pub struct DuplexStream {
 
 /// Two connected in-memory streams, each direction buffering up to `capacity` bytes.
 ///
+/// ```
+/// use std::net::Shutdown;
+/// use treeloop::sim::duplex;
+/// use treeloop::spawn;
+///
+/// treeloop::block_on(async {
+///     let (client, server) = duplex(4);
+///     // 4 bytes fit in the buffer: the writer waits for the reader to make room.
+///     let writer = spawn(async move {
+///         client.write_all(b"ping pong").await.unwrap();
+///         client.shutdown(Shutdown::Write).unwrap();
+///     });
+///     let mut received = Vec::new();
+///     let mut buf = [0; 16];
+///     loop {
+///         let n = server.read(&mut buf).await.unwrap();
+///         if n == 0 {
+///             break; // the writer's half-close
+///         }
+///         assert!(n <= 4);
+///         received.extend_from_slice(&buf[..n]);
+///     }
+///     assert_eq!(received, b"ping pong");
+///     writer.await.unwrap();
+/// });
+/// ```
+///
 /// # Panics
 ///
 /// If `capacity` is zero (nothing could ever be written).

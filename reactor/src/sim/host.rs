@@ -13,6 +13,9 @@
 //! `treeloop::net`) runs unchanged on a host. A task-local would have to be copied into
 //! every spawn, which treeloop's `spawn` knows nothing about.
 //!
+//! The record the world keeps of a host (`HostState`: name, address, ports, ring) is
+//! `state.rs`'s; this file is what works on it.
+//!
 //! Invariants: a host's generation grows by one each time it is started; the registry
 //! holds the main task of each running generation and nothing else (a crash, a finished
 //! shutdown, a restart and the net's drop remove entries); a lookup that finds a stale
@@ -28,75 +31,10 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use treeloop_executor::{Cancelled, JoinHandle, TaskId, poll_cancelled};
+use treeloop_executor::{Cancelled, TaskId, poll_cancelled};
 
-use super::record::Ring;
-use super::world::{HostId, World};
-
-/// The first port `bind(0)` and `connect` hand out.
-const EPHEMERAL: u16 = 49_152;
-
-/// A host's state in the world.
-pub(crate) struct HostState {
-    /// Its name (`net.host("a")`).
-    pub(crate) name: String,
-    /// Its address (10.0.0.1 for the first host, and so on).
-    pub(crate) ip: IpAddr,
-    /// The generation started last (0: never started).
-    pub(crate) generation: u64,
-    /// Its main task, while started and not crashed or shut down.
-    pub(crate) running: Option<Running>,
-    /// The next ephemeral port to try.
-    pub(crate) next_port: u16,
-    /// Bound TCP-like listeners by port (keys into `World::listeners`).
-    pub(crate) tcp_ports: BTreeMap<u16, usize>,
-    /// Bound UDP-like sockets by port (keys into `World::udp`).
-    pub(crate) udp_ports: BTreeMap<u16, usize>,
-    /// Its last messages.
-    pub(crate) ring: Ring,
-}
-
-/// A started generation of a host.
-pub(crate) struct Running {
-    /// The main task; the net aborts it (a crash) or cancels and joins it (a shutdown,
-    /// through a clone of the `Rc`, borrowed only inside a poll).
-    pub(crate) handle: Rc<RefCell<JoinHandle<()>>>,
-    /// The main task's id, its key in the registry.
-    pub(crate) root: TaskId,
-}
-
-impl HostState {
-    pub(crate) fn new(name: &str, index: usize, ring_limit: usize) -> HostState {
-        let n = index + 1;
-        let ip = IpAddr::from([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-        HostState {
-            name: name.to_owned(),
-            ip,
-            generation: 0,
-            running: None,
-            next_port: EPHEMERAL,
-            tcp_ports: BTreeMap::new(),
-            udp_ports: BTreeMap::new(),
-            ring: Ring::new(ring_limit),
-        }
-    }
-
-    /// A free ephemeral port (TCP and UDP share the counter, which only grows until it
-    /// wraps back to the start of the range).
-    pub(crate) fn ephemeral_port(&mut self, taken: impl Fn(&HostState, u16) -> bool) -> u16 {
-        loop {
-            let port = self.next_port;
-            self.next_port = if port == u16::MAX {
-                EPHEMERAL
-            } else {
-                port + 1
-            };
-            if !taken(self, port) {
-                return port;
-            }
-        }
-    }
-}
+use super::state::{HostId, Running};
+use super::world::World;
 
 /// A simulated host: a name, an address, and (once started) a task subtree. Cheap to
 /// clone; [`Net::host`](super::Net::host) makes one.

@@ -49,10 +49,14 @@
 //! ([`Net::shutdown`]) cancels it (cleanups run, peers read an orderly end of stream);
 //! [`Net::restart`] starts its next generation. Each host keeps its last [`Message`]s.
 //!
-//! Files: `net.rs` (the `Net` and its faults), `host.rs` (hosts, their registry and
-//! addresses), `world.rs` (the shared state and the pump that delivers on time), `link.rs`
-//! (link settings and the generator), `conn.rs` (connection state), `tcp.rs`, `udp.rs`,
-//! `record.rs` (the message rings).
+//! Files, from the top: `net.rs` (the `Net` and its faults), `pump.rs` (the pump that
+//! delivers on time, and what a message meets on arrival), `tcp.rs` and `udp.rs` (the
+//! sockets), `host.rs` (hosts, their registry and addresses), `conn.rs` (what the world
+//! does with a connection: its segments sent, taken on arrival, its ends and resets),
+//! `world.rs` (the shared state, and how a message is put in flight), `state.rs` (the
+//! records the world keeps of hosts, connections, listeners and UDP-like sockets), `link.rs`
+//! (link settings and the generator), `record.rs` (the message rings). A file imports only
+//! files after it in this list (and `duplex.rs`, whose await point the sockets share).
 
 mod conn;
 mod duplex;
@@ -60,17 +64,19 @@ mod host;
 mod link;
 mod listener;
 mod net;
+mod pump;
 mod record;
+mod state;
 mod tcp;
 mod udp;
 mod world;
 
-pub use conn::WINDOW;
 pub use duplex::{DuplexStream, duplex};
 pub use host::{Host, HostError, HostTask, ToSimAddr};
 pub use link::{Link, LinkStats};
 pub use listener::{ConnectionId, Connector, Listener, listener};
 pub use net::{Net, take_last_messages};
 pub use record::{Event, Message, Payload, Protocol};
+pub use state::WINDOW;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

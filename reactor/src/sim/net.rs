@@ -34,9 +34,11 @@ use std::time::Duration;
 
 use treeloop_executor::{CancelReason, JoinError, Region, RegionKind, TaskBuilder};
 
-use super::host::{Host, HostState, HostTask, unregister, unregister_world};
+use super::host::{Host, HostTask, unregister, unregister_world};
 use super::link::{Link, LinkStats};
+use super::pump::pump;
 use super::record::Message;
+use super::state::HostState;
 use super::world::{self, World};
 
 /// A simulated network: hosts, the links between them, and their faults. Cheap to clone
@@ -131,7 +133,7 @@ impl Net {
         let world = Rc::new(RefCell::new(World::new(seed, region.handle())));
         TaskBuilder::new()
             .name("sim net pump")
-            .spawn_in(&region.handle(), world::pump(world.clone()))
+            .spawn_in(&region.handle(), pump(world.clone()))
             .expect("a region just opened accepts spawns");
         Net {
             inner: Rc::new(Inner {

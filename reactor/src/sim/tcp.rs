@@ -1,5 +1,6 @@
 //! TCP-like streams between simulated hosts: [`TcpListener`] and [`TcpStream`], with the
-//! shapes of `treeloop::net`'s (the connections themselves are in `conn.rs`).
+//! shapes of `treeloop::net`'s (the connections themselves are in `conn.rs`, their records
+//! in `state.rs`).
 //!
 //! A `connect` sends a SYN and waits: the listener's host queues the connection and answers
 //! SYN-ACK, or answers RST when nobody listens on the port (`ConnectionRefused`); a SYN held
@@ -24,11 +25,11 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 use treeloop_executor::{coop, poll_cancelled};
 
-use super::conn::{
-    CLIENT, Conn, ConnRef, End, Flow, Handshake, ListenerState, SERVER, Segment, WINDOW,
-};
 use super::duplex::await_point;
 use super::host::{ToSimAddr, expect_here};
+use super::state::{
+    CLIENT, Conn, ConnRef, End, Flow, Handshake, ListenerState, SERVER, Segment, WINDOW,
+};
 use super::world::{self, World};
 use crate::clock::Instant;
 use crate::net::stream::impl_stream_api;

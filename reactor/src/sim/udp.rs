@@ -18,29 +18,17 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use super::duplex::await_point;
 use super::host::{ToSimAddr, expect_here};
 use super::record::Event;
-use super::world::{self, Cargo, Flight, HostId, World};
+use super::state::{HostId, UdpState};
+use super::world::{self, Cargo, Flight, World};
 use crate::clock::Instant;
 
 /// Most datagrams a socket queues unread before dropping new ones.
 const QUEUE: usize = 1024;
-
-/// A bound socket in the world's slab.
-#[derive(Debug)]
-pub(crate) struct UdpState {
-    /// Its host.
-    host: HostId,
-    /// Datagrams that arrived, oldest first, with their senders.
-    queue: VecDeque<(Vec<u8>, SocketAddr)>,
-    /// The task waiting in `recv_from`.
-    waker: Option<Waker>,
-    /// Its host crashed.
-    closed: bool,
-}
 
 /// A datagram reached its host: queue it on the socket bound to its port.
 pub(crate) fn arrive(world: &mut World, flight: &Flight, data: &[u8]) -> bool {

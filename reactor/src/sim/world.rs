@@ -1,11 +1,15 @@
-//! The state one simulated network shares: hosts, links, sockets, and the messages in
-//! flight, delivered by one pump task on virtual time.
+//! The state one simulated network shares: the [`World`] (hosts, links, connections,
+//! listeners, sockets, and the messages in flight) and how a message is put in flight.
 //!
 //! A send computes the message's arrival (the link's bandwidth, latency and jitter) and
-//! pushes it on a heap ordered by `(arrival, sequence)`; the pump, a task in the net's
-//! region, sleeps until the earliest arrival, delivers everything due, and sleeps again. A
-//! delivery first asks the link: held or partitioned, the message waits in the link (a
-//! datagram on a partition is dropped); otherwise it reaches the receiving socket.
+//! pushes it on a heap ordered by `(arrival, sequence)`, recording it on the sending host's
+//! ring and in the runtime's trace. What happens at the far end (the link holds, drops or
+//! delivers it; the socket takes it) and the pump task that delivers on time are
+//! `pump.rs`'s.
+//!
+//! The records the world stores (hosts, connections, listeners, UDP-like sockets) are
+//! `state.rs`'s. This file imports no file that works on the world (`pump.rs`, `conn.rs`,
+//! `host.rs`, `tcp.rs`, `udp.rs`, `net.rs`): they all stand on it.
 //!
 //! Ground rules: the `World` is borrowed for one step at a time and never across user code
 //! or an await; wakers found during a step are pushed on `to_wake` and woken once the
@@ -15,28 +19,17 @@
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use slab::Slab;
 use treeloop_executor::RegionHandle;
 
-use super::conn::{self, Conn, ConnRef, ListenerState, Segment};
-use super::host::HostState;
 use super::link::{Link, LinkState, Rng};
 use super::record::{Event, Message, Payload, Protocol};
-use super::udp::{self, UdpState};
+use super::state::{Conn, ConnRef, HostId, HostState, ListenerState, Segment, UdpState};
 use crate::clock::Instant;
-use crate::timer::Timer;
-
-/// A host's index in [`World::hosts`].
-pub(crate) type HostId = usize;
-
-/// How many deliveries the pump makes per poll before letting other tasks run.
-const PUMP_BATCH: usize = 256;
 
 /// What a message carries, by protocol.
 #[derive(Debug)]
@@ -97,7 +90,7 @@ impl Flight {
 }
 
 /// Records `flight`'s send, or its delivery, in the runtime's trace.
-fn trace(flight: &Flight, delivered: bool) {
+pub(crate) fn trace(flight: &Flight, delivered: bool) {
     // Host numbers past 65,535 and sizes past the trace's limit are kept saturated.
     let host = |id: HostId| u16::try_from(id).unwrap_or(u16::MAX);
     treeloop_executor::trace_message(treeloop_executor::LinkMessage {
@@ -210,8 +203,13 @@ impl World {
             .or_insert_with(|| LinkState::new(default))
     }
 
+    /// The connection `conn` names, if it is still the one there.
+    pub(crate) fn conn(&mut self, conn: ConnRef) -> Option<&mut Conn> {
+        self.conns.get_mut(conn.key).filter(|c| c.id == conn.id)
+    }
+
     /// Records what happened to `flight` on `host`'s ring; returns its number there. A send
-    /// also goes into the runtime's trace (and a delivery, in [`World::deliver`]), so the
+    /// also goes into the runtime's trace (and a delivery, in `World::deliver`, in `pump.rs`), so the
     /// trace hash covers the network.
     pub(crate) fn record(&mut self, host: HostId, event: Event, flight: &Flight) -> u64 {
         if event == Event::Sent {
@@ -262,130 +260,4 @@ impl World {
         }
         self.flights.push(flight);
     }
-
-    /// A message has reached the far end of its link: held, dropped, or delivered.
-    fn arrive(&mut self, flight: Flight) {
-        let link = self.link(flight.from_host, flight.to_host);
-        let partitioned = link.partitioned;
-        if link.held || partitioned {
-            if partitioned && matches!(flight.cargo, Cargo::Udp(_)) {
-                link.stats.dropped += 1;
-                self.record(flight.to_host, Event::Dropped, &flight);
-                return;
-            }
-            link.stats.held += 1;
-            self.record(flight.to_host, Event::Held, &flight);
-            self.link(flight.from_host, flight.to_host)
-                .waiting
-                .push_back(flight);
-            return;
-        }
-        self.deliver(flight);
-    }
-
-    /// Hands `flight` to its socket (a link let it through).
-    pub(crate) fn deliver(&mut self, flight: Flight) {
-        let (from_host, to_host) = (flight.from_host, flight.to_host);
-        // Recorded before the hand-over, which may answer (a SYN-ACK is sent after its
-        // SYN arrived), and corrected if nothing took it.
-        let number = self.record(to_host, Event::Delivered, &flight);
-        // In the trace a delivery is the link's: it reached the far end, taken or not.
-        trace(&flight, true);
-        if self.hand_over(&flight) {
-            self.link(from_host, to_host).stats.delivered += 1;
-        } else {
-            self.link(from_host, to_host).stats.dropped += 1;
-            self.hosts[to_host].ring.set_event(number, Event::Dropped);
-        }
-    }
-
-    /// Gives `flight`'s cargo to the socket it is for; `false` if nothing took it.
-    fn hand_over(&mut self, flight: &Flight) -> bool {
-        match &flight.cargo {
-            Cargo::Tcp {
-                conn,
-                to_end,
-                segment,
-            } => conn::arrive(self, *conn, *to_end, segment),
-            Cargo::Udp(data) => udp::arrive(self, flight, data),
-        }
-    }
-
-    /// Lets the messages `from -> to` held by `hold` or `partition` through, in the order
-    /// they arrived, if the link is neither held nor partitioned any more.
-    pub(crate) fn flush(&mut self, from: HostId, to: HostId) {
-        let link = self.link(from, to);
-        if link.held || link.partitioned {
-            return;
-        }
-        let waiting = std::mem::take(&mut link.waiting);
-        for flight in waiting {
-            self.deliver(flight);
-        }
-    }
-
-    /// Delivers what is due; the next arrival after that.
-    fn pump_due(&mut self, now: Instant) -> Step {
-        for _ in 0..PUMP_BATCH {
-            match self.flights.peek() {
-                Some(top) if top.at <= now => {
-                    let flight = self.flights.pop().expect("peeked");
-                    self.arrive(flight);
-                }
-                Some(top) => return Step::Wait(Some(top.at)),
-                None => return Step::Wait(None),
-            }
-        }
-        Step::Yield
-    }
-}
-
-/// What the pump does after a batch.
-enum Step {
-    /// Sleep until this arrival (or until a send, for `None`).
-    Wait(Option<Instant>),
-    /// More is due: let other tasks run first.
-    Yield,
-}
-
-/// The pump: delivers messages as they arrive, until the `Net` is dropped.
-///
-/// It keeps a plain [`Timer`], not a cancellable sleep: a host being shut down gracefully
-/// (its region cancelled) still needs its last bytes and FINs carried.
-pub(crate) async fn pump(world: Rc<RefCell<World>>) {
-    let mut timer: Option<Timer> = None;
-    poll_fn(|cx| {
-        loop {
-            let now = Instant::now();
-            let step = with(&world, |world| {
-                if world.closed {
-                    return None;
-                }
-                let step = world.pump_due(now);
-                if let Step::Wait(deadline) = step {
-                    world.pump = Some(cx.waker().clone());
-                    world.pump_deadline = deadline;
-                }
-                Some(step)
-            });
-            match step {
-                None => return Poll::Ready(()),
-                Some(Step::Yield) => {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Some(Step::Wait(None)) => return Poll::Pending,
-                Some(Step::Wait(Some(deadline))) => {
-                    let timer = timer.get_or_insert_with(|| Timer::at(deadline));
-                    if timer.deadline() != deadline {
-                        timer.reset(deadline);
-                    }
-                    if timer.poll_expired(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                }
-            }
-        }
-    })
-    .await;
 }

@@ -62,9 +62,6 @@ fn enter(operation: &str, cx: &mut Context<'_>) -> Option<Poll<Cancelled>> {
     }
 }
 
-/// Wakes every collected waker; called after the primitive's borrow is released.
-fn wake_all(wakers: Vec<std::task::Waker>) {
-    for waker in wakers {
-        waker.wake();
-    }
-}
+// Wakes every collected waker, called after the primitive's borrow is released: the
+// executor's panic-safe bulk wake, so a panicking waker does not lose the wakes after it.
+use treeloop_executor::wake_all;

@@ -11,6 +11,28 @@ use treeloop_reactor::time::{Instant, sleep_until};
 /// it: ticks never pile up into a burst. A cancelled `tick` consumes nothing: the next
 /// `tick` (in a shield, say) still returns the missed instant.
 ///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::Builder;
+/// use treeloop::time::{Instant, interval, sleep};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let start = Instant::now();
+///     let mut ticks = interval(Duration::from_secs(10));
+///     for expected in [0, 10, 20] {
+///         let due = ticks.tick().await.unwrap();
+///         assert_eq!(due - start, Duration::from_secs(expected));
+///     }
+///     // Busy for 25 s, past the tick due at 30 s: it fires at once, at 45 s...
+///     sleep(Duration::from_secs(25)).await.unwrap();
+///     assert_eq!(ticks.tick().await.unwrap() - start, Duration::from_secs(30));
+///     assert_eq!(start.elapsed(), Duration::from_secs(45));
+///     // ...and the next one comes a full period after it: no burst.
+///     assert_eq!(ticks.tick().await.unwrap() - start, Duration::from_secs(55));
+/// });
+/// ```
+///
 /// # Panics
 ///
 /// If `period` is zero.

@@ -87,6 +87,25 @@ impl From<Elapsed> for io::Error {
 /// Runs `future` with a deadline `duration` from its first poll: `Ok(output)` if it finishes
 /// first, else the region is cancelled, the future finishes its cleanup, and `Err(Elapsed)`.
 ///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::Builder;
+/// use treeloop::time::{Instant, sleep, timeout};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     let start = Instant::now();
+///     let quick = timeout(Duration::from_secs(5), async {
+///         sleep(Duration::from_secs(1)).await.map(|()| "reply")
+///     });
+///     assert_eq!(quick.await, Ok(Ok("reply")));
+///     let slow = timeout(Duration::from_secs(5), sleep(Duration::from_secs(60))).await;
+///     // The deadline, 5 s after the second timeout started, cut the sleep short.
+///     assert_eq!(slow.unwrap_err().deadline(), start + Duration::from_secs(6));
+///     assert_eq!(start.elapsed(), Duration::from_secs(6));
+/// });
+/// ```
+///
 /// **An outside cancel is not a timeout.** When the code awaiting the timeout is cancelled
 /// (its task, its scope, a shutdown) while the body runs, the body's await points fail with
 /// that `Cancelled`, and the timeout returns `Ok(output)`, the body's own result: for a body
@@ -117,6 +136,23 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 }
 
 /// Like [`timeout`], with an absolute deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use treeloop::Builder;
+/// use treeloop::time::{Instant, sleep, timeout_at};
+///
+/// let runtime = Builder::new().start_paused(true).build().unwrap();
+/// runtime.block_on(async {
+///     // One deadline for two steps: the second gets what the first left of it.
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     let first = timeout_at(deadline, sleep(Duration::from_secs(4))).await;
+///     assert_eq!(first, Ok(Ok(())));
+///     let second = timeout_at(deadline, sleep(Duration::from_secs(8))).await;
+///     assert_eq!(second.unwrap_err().deadline(), deadline);
+///     assert_eq!(Instant::now(), deadline);
+/// });
+/// ```
 #[track_caller]
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
     Timeout::new(Deadline::At(deadline), future, Location::caller())

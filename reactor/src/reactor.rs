@@ -1,19 +1,29 @@
-//! The reactor: where the loop blocks, and what wakes it (I/O readiness, timers, other
-//! threads).
+//! The reactor: where the loop blocks, and what wakes it (I/O readiness, timers, signals,
+//! other threads). [`Reactor`] is the executor's [`Park`]; one turn of it
+//! ([`Reactor::turn`]) waits as the executor allows, records readiness, drains signals and
+//! fires due timers, and reports what it did as a [`Turn`]. `Turn` lives here, beside the
+//! turn it reports, since it carries I/O events, signals, dumps and stalls as well as the
+//! count of timers fired (which `timers.rs` hands over as its `Expired`).
 //!
 //! # Ground rules
 //!
 //! - One [`Reactor`] per runtime, driven only by the loop thread through [`Park::park`].
-//!   Leaf futures reach its [`ReactorCore`] through a thread-local set by [`Reactor::enter`].
+//!   Leaf futures reach its state, the `ReactorCore`, through the thread-local of
+//!   `context.rs`, set by [`Reactor::enter`].
 //! - One `epoll_wait` per turn at most. `park(NoWait)` never blocks, and makes no syscall at
 //!   all while no I/O source is registered: it only fires due timers. `park(Wait)` blocks in
 //!   `mio::Poll` until the next deadline, an event, or an unpark through the `mio::Waker`.
 //! - Virtual time: `park(Wait)` with a paused clock and no I/O source does not sleep; it jumps
 //!   the clock to the next deadline and fires it. With no timer at all it blocks, since only
-//!   another thread can still wake a task (the deterministic-mode issue turns that case into a
-//!   deadlock report). While sockets are registered the clock does **not** jump: it waits for
-//!   the deadline in real time and advances only if no I/O arrived meanwhile, so a timeout
-//!   cannot fire before the network had a chance to answer (tokio's auto-advance pitfall).
+//!   another thread can still wake a task (in deterministic mode, and with
+//!   `report_deadlocks`, that case is a deadlock report instead). While sockets are
+//!   registered the clock does **not** jump: it waits for the deadline in real time and
+//!   advances only if no I/O arrived meanwhile, so a timeout cannot fire before the network
+//!   had a chance to answer (tokio's auto-advance pitfall).
+//!
+//! The names follow async-io's: `reactor.rs` is the reactor. There is no `driver.rs`: the
+//! `block_on` that drives the loop is the executor's (`Executor::block_on`), wired to this
+//! reactor by the facade's `Runtime`.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -26,68 +36,13 @@ use mio::{Events, Poll, Token};
 use treeloop_executor::{CancelReason, Park, ParkMode, ParkRequest, Unpark};
 
 use crate::clock::{Clock, ClockMode, Instant};
+use crate::context::{self, EnterGuard, ReactorCore, RealIo};
 use crate::io::slots::Slots;
 use crate::signal::{self, Delivered, Purpose, SIGNAL_TOKEN, SignalKind, SignalTable};
-use crate::timers::{Timers, Turn};
+use crate::timers::Timers;
 
 /// The token of the cross-thread `mio::Waker`.
 const WAKER_TOKEN: Token = Token(usize::MAX);
-
-thread_local! {
-    /// The reactor of the runtime running on this thread.
-    static REACTOR: RefCell<Option<Rc<ReactorCore>>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with the running runtime's reactor; `None` outside one.
-pub(crate) fn with_reactor<R>(f: impl FnOnce(&ReactorCore) -> R) -> Option<R> {
-    REACTOR
-        .try_with(|cell| cell.borrow().as_deref().map(f))
-        .ok()
-        .flatten()
-}
-
-/// Like [`with_reactor`], but outside a runtime panics naming `what` and the fix.
-#[track_caller]
-pub(crate) fn expect_reactor<R>(what: &str, f: impl FnOnce(&ReactorCore) -> R) -> R {
-    match with_reactor(f) {
-        Some(r) => r,
-        None => panic!(
-            "{what} polled outside a treeloop runtime with timers: await it inside \
-             `treeloop::block_on` (`treeloop_executor::block_on` has no reactor)"
-        ),
-    }
-}
-
-/// The reactor state leaf futures use.
-pub(crate) struct ReactorCore {
-    /// Real or virtual time.
-    pub(crate) clock: Clock,
-    /// Pending timers.
-    pub(crate) timers: RefCell<Timers>,
-    /// Registers sources with the poller (a clone of the `Poll`'s registry).
-    pub(crate) registry: mio::Registry,
-    /// Readiness of every registered source.
-    pub(crate) io: RefCell<Slots>,
-    /// The signals this runtime watches (shutdown set, dump signal, receivers), one
-    /// self-pipe each.
-    pub(crate) signals: RefCell<SignalTable>,
-    /// Blocking calls (`unblock`) in flight: another thread will wake a task.
-    pub(crate) pending_external: Cell<usize>,
-    /// Whether real sockets may be created (not in a seeded run, unless allowed).
-    pub(crate) real_io: RealIo,
-    /// A seeded run: `unblock` runs its closure inline (a pool thread would finish at a
-    /// moment the seed does not choose).
-    pub(crate) deterministic: bool,
-}
-
-/// Whether real sockets may be created in this runtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RealIo {
-    /// Yes.
-    Allowed,
-    /// No: a seeded run must stay deterministic; use in-memory streams.
-    Refused,
-}
 
 /// How to build a [`Reactor`]. The default: real time, not deterministic, no signal watched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,6 +62,25 @@ pub struct ReactorOptions {
     pub report_deadlocks: bool,
     /// SIGUSR1 asks for a dump of the task tree ([`ParkRequest::Dump`]).
     pub dump_on_signal: bool,
+}
+
+/// What one turn of the reactor did ([`Reactor::turn`]): the timers it fired, the I/O
+/// events and signals it received, and whether it found the run stalled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// Timers that expired and were woken.
+    pub expired: usize,
+    /// The earliest deadline still pending.
+    pub next_deadline: Option<Instant>,
+    /// I/O readiness events received.
+    pub io_events: usize,
+    /// Deliveries of every watched signal this turn (the shutdown set, the dump signal,
+    /// `signal::unix` receivers), counted once per arrival.
+    pub signals: u64,
+    /// Dump signals (SIGUSR1) received, with `dump_on_signal`.
+    pub dumps: u64,
+    /// Deterministic mode found that nothing can ever wake a task (a deadlock).
+    pub stalled: bool,
 }
 
 /// mio's waker as the executor's [`Unpark`].
@@ -214,8 +188,7 @@ impl Reactor {
 
     /// Makes this reactor the one leaf futures on this thread use, until the guard drops.
     pub fn enter(&self) -> EnterGuard {
-        REACTOR.with(|cell| *cell.borrow_mut() = Some(self.core.clone()));
-        EnterGuard(())
+        context::enter(self.core.clone())
     }
 
     /// One turn: wait as `mode` allows, record I/O readiness, fire every timer that is due,
@@ -328,15 +301,20 @@ impl Reactor {
             }
         }
         // 3. Timers.
-        let mut turn = self
+        let expired = self
             .core
             .timers
             .borrow_mut()
             .expire(clock.now(), &mut self.wake);
-        turn.io_events = io_events;
-        // Every delivery of a watched signal, the dump signal's included.
-        turn.signals = delivered.signals;
-        turn.dumps = delivered.dumps;
+        let turn = Turn {
+            expired: expired.count,
+            next_deadline: expired.next_deadline,
+            io_events,
+            // Every delivery of a watched signal, the dump signal's included.
+            signals: delivered.signals,
+            dumps: delivered.dumps,
+            stalled: false,
+        };
         self.shutdown_pending |= delivered.shutdown > 0;
         // 4. Release every borrow before waking: a waker may re-enter the runtime.
         treeloop_executor::wake_all(self.wake.drain(..));
@@ -361,24 +339,5 @@ impl Park for Reactor {
         } else {
             ParkRequest::Continue
         }
-    }
-}
-
-/// Clears the thread's reactor when dropped.
-pub struct EnterGuard(());
-
-impl Drop for EnterGuard {
-    fn drop(&mut self) {
-        let core = REACTOR
-            .try_with(|cell| cell.borrow_mut().take())
-            .ok()
-            .flatten();
-        drop(core);
-    }
-}
-
-impl ReactorCore {
-    pub(crate) fn now(&self) -> Instant {
-        self.clock.now()
     }
 }

@@ -146,15 +146,11 @@ impl RunQueue {
         job
     }
 
-    /// [`RunQueue::pop`] under a seeded strategy.
+    /// [`RunQueue::pop`] under PCT or a replay (FIFO and Random are taken inline there).
     #[inline(never)]
     fn pick(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
         match &mut self.picker {
-            Picker::Fifo => self.ready.pop_front(),
-            Picker::Random(uniform) => {
-                let tree = tree.borrow();
-                uniform.pop(|job| job.trace_id(&tree), Job::touch)
-            }
+            Picker::Fifo | Picker::Random(_) => unreachable!("RunQueue::pop takes these inline"),
             Picker::Pct(pct) => {
                 let tree = tree.borrow();
                 let job = pct.pop(|job| job.trace_id(&tree), Job::slot);

@@ -374,9 +374,6 @@ pub(crate) struct Pct<J> {
     /// The job handed out last, until a pick finds nothing ready: a job queued with its
     /// slot woke itself during its poll.
     running: Option<HandedOut>,
-    /// The number of the job picked last, and how many yields in a row (each with others
-    /// ready) it has been picked again after.
-    streak: (u64, u32),
 }
 
 /// What PCT remembers of the job it handed out last.
@@ -388,6 +385,8 @@ struct HandedOut {
     number: u64,
     /// Its priority from now on (lowered if it was picked at a change point).
     priority: u64,
+    /// How many yields in a row (each with others ready) it has been picked again after.
+    yields: u32,
 }
 
 impl<J> Pct<J> {
@@ -414,7 +413,6 @@ impl<J> Pct<J> {
             steps: 0,
             taken: Schedule::default(),
             running: None,
-            streak: (u64::MAX, 0),
         }
     }
 
@@ -452,7 +450,7 @@ impl<J> Pct<J> {
             // Optimisation: a job that woke itself is the one handed out last, whose number
             // and priority are at hand; only a job woken by another is looked up.
             let (number, priority) = match (why, self.running) {
-                (Woken::ByItself, Some(last)) => (last.number, self.yielded(last, others_ready)),
+                (Woken::ByItself, Some(last)) => (last.number, self.yielded(others_ready)),
                 _ => {
                     let number = number(&job);
                     (number, self.priority_of(number))
@@ -496,10 +494,12 @@ impl<J> Pct<J> {
             self.running = None;
             return None;
         };
-        // 3. Keep count of its yields in a row.
-        if self.streak.0 != number || woken == Woken::ByOther {
-            self.streak = (number, 0);
-        }
+        // 3. Keep count of its yields in a row: they go on only if the job handed out
+        //    last is picked again after waking itself.
+        let yields = match self.running {
+            Some(last) if last.number == number && woken == Woken::ByItself => last.yields,
+            _ => 0,
+        };
         // 4. A change point: it runs this step, then drops below every other.
         if choice {
             self.steps += 1;
@@ -514,6 +514,7 @@ impl<J> Pct<J> {
             slot: slot(&job),
             number,
             priority,
+            yields,
         });
         Some(job)
     }
@@ -537,17 +538,20 @@ impl<J> Pct<J> {
         }
     }
 
-    /// The priority of `job`, handed out last, that just yielded: its own, unless this is
-    /// its [`SPIN_YIELDS`]th yield in a row with others ready, which drops it.
-    fn yielded(&mut self, job: HandedOut, others_ready: bool) -> u64 {
-        if others_ready && self.streak.0 == job.number {
-            self.streak.1 += 1;
-            if self.streak.1 >= SPIN_YIELDS {
-                self.streak.1 = 0;
-                let low = self.lowest();
-                *self.slot_mut(job.number) = low;
-                return low;
+    /// The priority of the job handed out last, which just yielded: its own, unless this
+    /// is its [`SPIN_YIELDS`]th yield in a row with others ready, which drops it.
+    fn yielded(&mut self, others_ready: bool) -> u64 {
+        let Some(mut job) = self.running else {
+            unreachable!("only the job handed out last wakes itself");
+        };
+        if others_ready {
+            job.yields += 1;
+            if job.yields >= SPIN_YIELDS {
+                job.yields = 0;
+                job.priority = self.lowest();
+                *self.slot_mut(job.number) = job.priority;
             }
+            self.running = Some(job);
         }
         job.priority
     }

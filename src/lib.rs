@@ -70,9 +70,12 @@ mod rng;
 mod run;
 mod runtime;
 mod shrink;
+mod stepper;
 
 pub use future_ext::FutureExt;
 pub use runtime::{Builder, Runtime, block_on};
+pub use stepper::Stepper;
+pub use treeloop_executor::Tick;
 pub use treeloop_executor::{
     CancelReason, Cancelled, Checkpoint, JoinError, JoinHandle, LinkMessage, OrCancel, Shield,
     Strategy, TaskId, Trace, TraceEvent, TreeDump, WaitCancelled, cancelled, cancelled_here,

@@ -20,7 +20,10 @@ use treeloop_executor::{
     Deviation, Executor, Fallback, Options, Replay, Schedule, Scheduling, Strategy, Trace, TreeDump,
 };
 use treeloop_reactor::signal::{SHUTDOWN_SIGNALS, SignalKind};
+use treeloop_reactor::{ClockMode, Determinism, DumpSignal, OnDeadlock, RealIo};
 use treeloop_reactor::{Reactor, ReactorOptions};
+
+use crate::stepper::Stepper;
 
 /// Configures a [`Runtime`]. Every option is off by default: real time, no seed, no signal
 /// handled, no diagnostics.
@@ -31,8 +34,8 @@ use treeloop_reactor::{Reactor, ReactorOptions};
 /// ```
 #[derive(Clone, Default)]
 pub struct Builder {
-    /// Run on virtual time.
-    start_paused: bool,
+    /// Real or virtual time (`start_paused`).
+    clock: ClockMode,
     /// The signals that shut the runtime down, without repeats, in the order given.
     shutdown_signals: Vec<SignalKind>,
     /// Deterministic mode's seed, if seeded.
@@ -45,10 +48,10 @@ pub struct Builder {
     replay: Option<Replay>,
     /// Record the scheduling decisions.
     record_trace: bool,
-    /// Allow real sockets in a seeded run.
-    allow_real_io: bool,
-    /// Report deadlocks outside seeded mode too.
-    report_deadlocks: bool,
+    /// Real sockets and processes in a seeded run (`allow_real_io`); refused by default.
+    seeded_real_io: RealIo,
+    /// Report deadlocks outside seeded mode too (`report_deadlocks`), or block.
+    on_deadlock: OnDeadlock,
     /// Poll statistics for dumps.
     diagnostics: bool,
     /// The slow-poll threshold.
@@ -57,8 +60,8 @@ pub struct Builder {
     watchdog: Option<Duration>,
     /// How long after its report the watchdog aborts a stuck task.
     grace: Option<Duration>,
-    /// SIGUSR1 prints a dump.
-    dump_on_signal: bool,
+    /// SIGUSR1 prints a dump (`dump_on_signal`), or is not watched for one.
+    dump_signal: DumpSignal,
     /// Where reports go; stderr by default.
     sink: Option<Sink>,
 }
@@ -66,20 +69,20 @@ pub struct Builder {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("start_paused", &self.start_paused)
+            .field("clock", &self.clock)
             .field("shutdown_signals", &self.shutdown_signals)
             .field("seed", &self.seed)
             .field("strategy", &self.strategy)
             .field("pct_horizon", &self.pct_horizon)
             .field("replay", &self.replay)
             .field("record_trace", &self.record_trace)
-            .field("allow_real_io", &self.allow_real_io)
-            .field("report_deadlocks", &self.report_deadlocks)
+            .field("seeded_real_io", &self.seeded_real_io)
+            .field("on_deadlock", &self.on_deadlock)
             .field("diagnostics", &self.diagnostics)
             .field("slow_poll", &self.slow_poll)
             .field("watchdog", &self.watchdog)
             .field("grace", &self.grace)
-            .field("dump_on_signal", &self.dump_on_signal)
+            .field("dump_signal", &self.dump_signal)
             .field("sink", &self.sink.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -95,7 +98,11 @@ impl Builder {
     /// task is runnable, jumps straight to the next timer deadline. Tests use it instead of
     /// real sleeps: timing is exact and costs nothing.
     pub fn start_paused(mut self, paused: bool) -> Builder {
-        self.start_paused = paused;
+        self.clock = if paused {
+            ClockMode::Paused
+        } else {
+            ClockMode::Real
+        };
         self
     }
 
@@ -329,7 +336,11 @@ impl Builder {
 
     /// Lets a seeded run use real sockets anyway; such a run is not reproducible.
     pub fn allow_real_io(mut self, allow: bool) -> Builder {
-        self.allow_real_io = allow;
+        self.seeded_real_io = if allow {
+            RealIo::Allowed
+        } else {
+            RealIo::Refused
+        };
         self
     }
 
@@ -340,7 +351,11 @@ impl Builder {
     /// Only sound when no other thread holds a waker of the runtime: a wake from another
     /// thread is exactly what this treats as impossible.
     pub fn report_deadlocks(mut self, enabled: bool) -> Builder {
-        self.report_deadlocks = enabled;
+        self.on_deadlock = if enabled {
+            OnDeadlock::Report
+        } else {
+            OnDeadlock::Block
+        };
         self
     }
 
@@ -420,7 +435,11 @@ impl Builder {
     /// SIGUSR1 reports a dump of the task tree (`kill -USR1 <pid>`): a look inside a
     /// program that seems stuck, without stopping it.
     pub fn dump_on_signal(mut self, enabled: bool) -> Builder {
-        self.dump_on_signal = enabled;
+        self.dump_signal = if enabled {
+            DumpSignal::Sigusr1
+        } else {
+            DumpSignal::Off
+        };
         self
     }
 
@@ -438,12 +457,17 @@ impl Builder {
         let seed = self.seed;
         let deterministic = seed.is_some() || self.replay.is_some();
         let reactor = Reactor::new(ReactorOptions {
-            paused: self.start_paused,
+            clock: self.clock,
             shutdown_signals: self.shutdown_signals.clone(),
-            deterministic,
-            allow_real_io: self.allow_real_io,
-            report_deadlocks: self.report_deadlocks,
-            dump_on_signal: self.dump_on_signal,
+            determinism: if deterministic {
+                Determinism::On {
+                    real_io: self.seeded_real_io,
+                }
+            } else {
+                Determinism::Off
+            },
+            on_deadlock: self.on_deadlock,
+            dump_signal: self.dump_signal,
         })?;
         let scheduling = Scheduling {
             strategy: self.strategy.unwrap_or(match seed {
@@ -462,7 +486,7 @@ impl Builder {
             watchdog: self.watchdog,
             grace: self.grace,
             // A dump asked for by signal should show shielded tasks as shielded.
-            shield_nodes: self.dump_on_signal,
+            shield_nodes: self.dump_signal != DumpSignal::Off,
         };
         let options = Options {
             scheduling,
@@ -543,10 +567,75 @@ impl Runtime {
             "block_on called inside a treeloop runtime: a nested block_on would stall the event \
              loop; `.await` the future instead, or `treeloop::spawn` it"
         );
+        self.with_park(|reactor| self.executor.block_on_at(future, reactor, location))
+    }
+
+    /// Starts `future` as the root of a task tree and returns without running anything: the
+    /// [`Stepper`] takes the loop one turn at a time, and says what each turn did. For a test
+    /// that asserts on each turn, or a learner who wants to watch one. [`block_on`] is
+    /// `start`, then [`Stepper::step`] until the run finishes.
+    ///
+    /// Here a worker is cancelled while it sleeps, cleans up at its await point, and the
+    /// root joins it (on virtual time, so the turns are exact):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let runtime = treeloop::Builder::new().start_paused(true).build().unwrap();
+    /// let mut run = runtime.start(async {
+    ///     let worker = treeloop::spawn(async {
+    ///         // Cancelled while it sleeps: the sleep returns `Err(Cancelled)`.
+    ///         let slept = treeloop::time::sleep(Duration::from_secs(3600)).await;
+    ///         assert!(slept.is_err());
+    ///         "cleaned up"
+    ///     });
+    ///     treeloop::time::sleep(Duration::from_millis(10)).await.unwrap();
+    ///     worker.cancel();
+    ///     worker.await.unwrap()
+    /// });
+    ///
+    /// // Turn 1: the root spawns the worker (a wake) and sleeps; the worker sleeps. Nothing
+    /// // is runnable, so the park jumps the clock to the earliest deadline: the root's.
+    /// let tick = run.step();
+    /// assert_eq!((tick.polled, tick.woken, tick.completed), (2, 1, 0));
+    /// assert_eq!(tick.next_deadline, Some(Duration::from_millis(10)));
+    /// assert!(!tick.has_remaining && !tick.finished);
+    ///
+    /// // Turn 2: the root cancels the worker (a wake) and waits for it; the worker sees the
+    /// // cancellation, returns and completes, which wakes the root; the root returns. Its
+    /// // tree is empty, so the run is finished.
+    /// let tick = run.step();
+    /// assert_eq!((tick.polled, tick.woken, tick.completed), (3, 2, 1));
+    /// assert!(tick.finished);
+    ///
+    /// assert_eq!(run.finish(), "cleaned up");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Inside a running treeloop runtime (as `block_on` does), and while another `Stepper`
+    /// of this runtime is still running.
+    #[track_caller]
+    pub fn start<F: Future>(&self, future: F) -> Stepper<'_, F> {
+        assert!(
+            !treeloop_executor::in_runtime(),
+            "Runtime::start called inside a treeloop runtime: the loop is already running on \
+             this thread; `.await` the future instead, or `treeloop::spawn` it"
+        );
+        let run = self
+            .executor
+            .start_at(future, std::panic::Location::caller());
+        Stepper::new(self, run)
+    }
+
+    /// Runs `f` with this runtime's reactor entered (timers, sockets and signals work) and
+    /// handed over as the loop's park, and its random streams current: a whole `block_on`,
+    /// or one turn of a [`Stepper`].
+    pub(crate) fn with_park<R>(&self, f: impl FnOnce(&mut Reactor) -> R) -> R {
         let mut reactor = self.reactor.borrow_mut();
         let _reactor = reactor.enter();
         let _rng = crate::rng::enter(&self.streams);
-        self.executor.block_on_at(future, &mut *reactor, location)
+        f(&mut reactor)
     }
 }
 

@@ -242,7 +242,7 @@ impl fmt::Display for Report {
                 )?;
             }
         }
-        writeln!(f, "\nTargets (issue 8), treeloop's medians:\n")?;
+        writeln!(f, "\nTargets, treeloop's medians:\n")?;
         for row in &self.rows {
             let ratio = row.ratio_to_best_peer(Runtime::Treeloop);
             writeln!(

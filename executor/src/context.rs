@@ -49,15 +49,21 @@ pub(crate) fn expect_core<R>(what: &str, f: impl FnOnce(&Rc<Core>) -> R) -> R {
 /// Clears `CONTEXT` when dropped.
 pub(crate) struct EnterGuard(());
 
+/// What a nested `block_on` is told.
+const NESTED: &str = "block_on called inside a treeloop runtime: a nested block_on would stall \
+                      the event loop; `.await` the future instead, or `treeloop::spawn` it";
+
+/// Panics with [`NESTED`] inside a runtime: `block_on` checks before it starts a run.
+#[track_caller]
+pub(crate) fn assert_outside() {
+    assert!(!in_runtime(), "{NESTED}");
+}
+
 /// Makes `core` this thread's runtime until the guard is dropped.
 pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
     CONTEXT.with(|cell| {
         let mut slot = cell.borrow_mut();
-        assert!(
-            slot.is_none(),
-            "block_on called inside a treeloop runtime: a nested block_on would stall the event \
-             loop; `.await` the future instead, or `treeloop::spawn` it"
-        );
+        assert!(slot.is_none(), "{NESTED}");
         frame::set_shields_lazy(!core.eager_shields);
         report::replace_sink(core.sink.clone());
         *slot = Some(core);

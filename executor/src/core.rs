@@ -50,6 +50,8 @@ pub(crate) struct Core {
     /// How many tasks are in the aborting phase: while none is, a task's poll need not look
     /// up its own phase (a slab lookup per poll saved, the common case).
     pub(crate) aborting: Cell<usize>,
+    /// Tasks completed so far (a `Tick` counts its completions by the difference).
+    pub(crate) completed: Cell<u64>,
     /// The task whose runnable the loop is about to run: set just before `Runnable::run`,
     /// read by that task's [`TaskFuture`](crate::task) first thing (so the task allocation
     /// need not carry its key twice; see `task.rs`).
@@ -109,6 +111,7 @@ impl Core {
             root: Cell::new(Key::MAX),
             shared: Arc::new(Shared::new(unparker)),
             aborting: Cell::new(0),
+            completed: Cell::new(0),
             running: Cell::new(Key::MAX),
             frame: Frame::new(),
             eager_shields,

@@ -15,30 +15,37 @@
 //! ```text
 //!  ┌─> 1. tick: move remote wakes into the local queue, then run up to EVENT_INTERVAL
 //!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
-//!  │   2. done? root returned and no child left -> return
+//!  │   2. finished? root returned and no child left -> the run ends
 //!  │   3. watchdog: if diagnostics are on and a check is due, look for stuck tasks
 //!  │   4. park: nothing runnable -> block (or jump virtual time); else only collect events;
 //!  │      the park may ask for a root cancel (Ctrl-C) or a dump (SIGUSR1)
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 //!
+//! One pass is [`Stepper::step`], and it returns a [`Tick`]: what the turn did (jobs
+//! polled, tasks completed, wakes) and what it left (jobs still runnable, the next timer,
+//! whether the run finished). [`Executor::block_on`] is [`Executor::start`] and then steps
+//! until the run finishes, so a test or a learner stepping a run sees exactly the turns
+//! `block_on` takes.
+//!
 //! Read next: [`crate::checkpoint`], the await points where a cancelled task hears of it.
 
 use std::future::Future;
 use std::panic::{self, Location};
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::context;
 use crate::core::Core;
-use crate::diag::{Diagnostics, TreeDump};
+use crate::diag::TreeDump;
+use crate::options::{Options, Scheduling};
+use crate::panic::Payload;
 use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::Job;
-use crate::report::{Report, Sink, report_message};
-use crate::root::{RootTask, TeardownOnUnwind, report_extra_panics};
-use crate::strategy::Strategy;
+use crate::report::{Report, report_message};
+use crate::root::{RootTask, report_extra_panics};
 use crate::trace::{Trace, TraceEvent};
 use crate::tree::NodeKind;
 use crate::wake::RootWaker;
@@ -48,57 +55,35 @@ use crate::wake::RootWaker;
 /// not beat in step with power-of-two batch sizes in user code).
 const EVENT_INTERVAL: usize = 61;
 
-/// What one tick did: facts a test or a trace can assert on.
+/// What one turn of the loop did, and what it left: facts a test or a learner can step
+/// through and assert on (see [`Stepper::step`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tick {
-    /// Tasks polled.
+    /// Jobs polled: tasks, and the `block_on` future when its turn came.
     pub polled: usize,
-    /// Wakes from other threads moved into the local queue.
+    /// Tasks that completed (returned, panicked or were aborted, and had no child left).
+    pub completed: usize,
+    /// Jobs that the polls put in the run queue: wakes (a task's own yield too) and tasks
+    /// spawned.
+    pub woken: usize,
+    /// Wakes from other threads moved into the local queue before the polls.
     pub injected: usize,
-}
-
-/// Everything an [`Executor`] can be configured with.
-#[derive(Clone, Default)]
-pub struct Options {
-    /// Strategy, seed and trace.
-    pub scheduling: Scheduling,
-    /// Which diagnostics to keep (none by default).
-    pub diagnostics: Diagnostics,
-    /// Where reports go (stderr by default).
-    pub sink: Option<Sink>,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("scheduling", &self.scheduling)
-            .field("diagnostics", &self.diagnostics)
-            .field("sink", &self.sink.as_ref().map(|_| "custom"))
-            .finish()
-    }
-}
-
-/// How the executor schedules: the strategy, its seed, and whether to record a trace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scheduling {
-    /// Which ready job runs next.
-    pub strategy: Strategy,
-    /// The seed of the strategy's generator.
-    pub seed: u64,
-    /// Record every decision (see [`Executor::trace`]).
-    pub trace: bool,
-    /// The steps `Strategy::Pct` spreads its change points over (its `k`); `None` for the
-    /// default (see [`Strategy::Pct`]).
-    pub pct_horizon: Option<u64>,
-    /// Take the choices of a recorded schedule instead of the strategy's (see
-    /// [`Schedule`](crate::Schedule)).
-    pub replay: Option<crate::schedule::Replay>,
+    /// Jobs were still runnable when the polls stopped (the batch limit was reached, or the
+    /// last polls woke somebody), so the park after them did not wait.
+    pub has_remaining: bool,
+    /// How long until the earliest timer is due, on the runtime's clock, as the park found
+    /// it before parking (`None`: no timer pending, or a [`Park`] without timers).
+    pub next_deadline: Option<Duration>,
+    /// The run ended with this turn: the root future has returned and its whole tree has
+    /// finished (R3).
+    pub finished: bool,
 }
 
 /// Moves remote wakes into the local queue, then runs up to [`EVENT_INTERVAL`] jobs;
 /// `poll_root` is called when the root's turn comes.
 fn tick(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
     let mut tick = Tick::default();
+    let completed = core.completed.get();
     {
         let mut queue = core.queue.borrow_mut();
         while let Some(job) = core.shared.injector.pop() {
@@ -106,6 +91,7 @@ fn tick(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
             tick.injected += 1;
         }
     }
+    let queued = core.queue.borrow().queued();
     while tick.polled < EVENT_INTERVAL {
         // The borrow ends with the statement: the job runs without it.
         let Some(job) = core.queue.borrow_mut().pop(&core.tree) else {
@@ -127,6 +113,8 @@ fn tick(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
         }
         tick.polled += 1;
     }
+    tick.woken = (core.queue.borrow().queued() - queued) as usize;
+    tick.completed = (core.completed.get() - completed) as usize;
     tick
 }
 
@@ -174,7 +162,7 @@ impl Executor {
     }
 
     /// Scheduling steps taken so far: picks made while two or more jobs were ready, the `k`
-    /// of [`Strategy::Pct`] (counted under `Random` and `Pct`; 0 under `Fifo`).
+    /// of [`Strategy::Pct`](crate::Strategy::Pct) (counted under `Random` and `Pct`; 0 under `Fifo`).
     pub fn scheduling_steps(&self) -> u64 {
         self.core.queue.borrow().steps()
     }
@@ -234,12 +222,37 @@ impl Executor {
         park: &mut P,
         location: &'static Location<'static>,
     ) -> F::Output {
-        let _context = context::enter(self.core.clone());
-        // If this frame unwinds (a bug, or a Park that panicked), drop every task here,
-        // on the loop thread, instead of leaking them into wakers held elsewhere.
-        let _teardown = TeardownOnUnwind(&self.core);
-        let core = &*self.core;
+        context::assert_outside();
+        let mut run = self.start_at(future, location);
+        while !run.step(park).finished {}
+        run.finish(park)
+    }
 
+    /// Starts `future` as the root of a task tree without running anything: the
+    /// [`Stepper`] runs the loop one turn at a time, for a test or a learner that wants to
+    /// see each turn. `block_on` is `start`, then [`Stepper::step`] until the run finishes.
+    ///
+    /// # Panics
+    ///
+    /// When this executor already has a run in progress (another `Stepper` not finished or
+    /// dropped yet).
+    #[track_caller]
+    pub fn start<F: Future>(&self, future: F) -> Stepper<'_, F> {
+        self.start_at(future, Location::caller())
+    }
+
+    /// [`start`](Self::start) with the root's spawn location given.
+    pub fn start_at<F: Future>(
+        &self,
+        future: F,
+        location: &'static Location<'static>,
+    ) -> Stepper<'_, F> {
+        let core = &*self.core;
+        assert!(
+            core.tree.borrow().len() == 0,
+            "Executor::start while another run of this executor is in progress: finish the \
+             other Stepper (or drop it) first"
+        );
         let root = core.insert(None, NodeKind::Root, location, None).key;
         core.root.set(root);
         let root_waker = Arc::new(RootWaker {
@@ -249,101 +262,18 @@ impl Executor {
         core.queue.borrow_mut().push(Job::Root);
         let waker = futures_task::waker(root_waker.clone());
         core.tree.borrow_mut().node_mut(root).waker = Some(waker.clone());
-        let mut root_task = RootTask {
-            core,
-            key: root,
-            queued: &root_waker.queued,
-            waker,
-            future: pin!(Some(future)),
-            outcome: None,
-        };
-
-        loop {
-            // 1. Run a batch of jobs.
-            tick(core, &mut || root_task.poll());
-            // 2. Done when the root returned and the whole tree below it finished. Checked
-            //    after the tick, before parking: the last child may have just finished.
-            if root_task.outcome.is_some() && !core.tree.borrow().has_children(root) {
-                break;
-            }
-            // 3. The watchdog, when a check is due (only while a cancellation is pending).
-            //    After the tick: a task woken by the last park has been polled by now, so it
-            //    is judged on what it did, not on the wake it has not had yet.
-            core.watch();
-            // 4. Park: block only when nothing at all is runnable.
-            let runnable = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
-            let request = if runnable {
-                park.park(ParkMode::NoWait)
-            } else {
-                core.record(|| TraceEvent::Park);
-                self.park_idle(park)
-            };
-            match request {
-                ParkRequest::Continue => {}
-                ParkRequest::CancelRoot(reason) => core.cancel(root, reason),
-                ParkRequest::Dump => report_message(Report::Dump(core.dump())),
-                ParkRequest::Deadlock => {
-                    let tree = core.dump();
-                    let root_panic = match &root_task.outcome {
-                        Some(Err(payload)) => format!(
-                            "\n(the block_on future had panicked before: {})",
-                            crate::panic::panic_message(payload)
-                        ),
-                        _ => String::new(),
-                    };
-                    panic!(
-                        "treeloop deadlock: no task can make progress (nothing is runnable, \
-                         no timer is pending, no I/O or other thread can wake a task), yet \
-                         tasks remain:\n{tree}{root_panic}"
-                    );
-                }
-            }
-        }
-        let outcome = root_task.outcome.take();
-        // Only root wakes can be left over (every task has finished): drop them, so the next
-        // `block_on` on this runtime starts from an empty queue.
-        while self.core.queue.borrow_mut().pop(&self.core.tree).is_some() {}
-
-        core.finish(root);
-        if let Some(diag) = &core.diag {
-            // Nothing is pending any more: the next block_on starts without a check due.
-            diag.reset();
-        }
-        let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
-        let mut panics = unhandled.into_iter();
-        match outcome {
-            Some(Ok(value)) => match panics.next() {
-                None => value,
-                Some((first, _)) => {
-                    report_extra_panics(panics);
-                    panic::resume_unwind(first)
-                }
+        Stepper {
+            executor: self,
+            root: RootTask {
+                core,
+                key: root,
+                queued: root_waker,
+                waker,
+                future: Box::pin(Some(future)),
+                outcome: None,
             },
-            Some(Err(root_panic)) => {
-                report_extra_panics(panics);
-                panic::resume_unwind(root_panic)
-            }
-            None => unreachable!("the loop only ends once the root has an outcome"),
+            state: State::Running,
         }
-    }
-
-    /// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of
-    /// the handshake in `Shared::push_remote`: set it, *then* look for work one last time.
-    fn park_idle<P: Park>(&self, park: &mut P) -> ParkRequest {
-        let shared = &self.core.shared;
-        shared.sleeping.store(true, Ordering::SeqCst);
-        let request = if shared.injector.is_empty() {
-            // With a watchdog check pending, come back for it even if nothing happens.
-            let check = self.core.diag.as_ref().and_then(|diag| {
-                let due = diag.next_check()?;
-                Some(due.saturating_sub(diag.now()))
-            });
-            park.park(check.map_or(ParkMode::Wait, ParkMode::WaitAtMost))
-        } else {
-            ParkRequest::Continue
-        };
-        shared.sleeping.store(false, Ordering::SeqCst);
-        request
     }
 }
 
@@ -357,4 +287,211 @@ impl Drop for Executor {
         // Whatever was woken meanwhile has no future left: just free it.
         while self.core.shared.injector.pop().is_some() {}
     }
+}
+
+/// Where a [`Stepper`]'s run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Turns are left to take.
+    Running,
+    /// The root future returned and its whole tree finished; its output waits in the root.
+    Finished,
+    /// A turn panicked (a deadlock report, a panicking park): the run is abandoned, and the
+    /// tree is torn down when the `Stepper` is dropped.
+    Broken,
+}
+
+/// A run of the loop taken one turn at a time: made by [`Executor::start`], stepped by
+/// [`Stepper::step`], ended by [`Stepper::finish`] (which returns what `block_on` would).
+/// Dropped before it finished, it tears its tree down: every task's future is dropped, no
+/// task runs again (as when `block_on` unwinds).
+pub struct Stepper<'e, F: Future> {
+    /// The executor it runs on (one run at a time).
+    executor: &'e Executor,
+    /// The root future and its node.
+    root: RootTask<'e, F>,
+    /// Where the run is.
+    state: State,
+}
+
+impl<F: Future> Stepper<'_, F> {
+    /// Takes one turn of the loop and says what it did (see the module docs' phases):
+    ///
+    /// 1. the tick: remote wakes move into the local queue, then up to 61 jobs run;
+    /// 2. if the root future has returned and no node is left under it, the run is finished
+    ///    ([`Tick::finished`]) and nothing else happens;
+    /// 3. the stuck-cancellation watchdog, when diagnostics are on and a check is due;
+    /// 4. the park: a look at events if jobs are still runnable, else a wait for one (a
+    ///    timer, I/O, a wake from another thread; with virtual time the clock jumps to the
+    ///    next deadline instead).
+    ///
+    /// The turn that finishes the run settles what it raises (R17: the root future's panic,
+    /// else the first panic nobody took from a handle; the others are reported then). After
+    /// the run finished, a step does nothing and says `finished` again.
+    ///
+    /// # Panics
+    ///
+    /// When nothing can ever wake a task again and the park reports it (a deadlock, in
+    /// deterministic mode), and when called again after a turn panicked.
+    pub fn step<P: Park>(&mut self, park: &mut P) -> Tick {
+        match self.state {
+            State::Running => {}
+            State::Finished => {
+                return Tick {
+                    finished: true,
+                    ..Tick::default()
+                };
+            }
+            State::Broken => panic!(
+                "Stepper::step after a turn of this run panicked: the run is abandoned; drop \
+                 the Stepper (which tears its tree down)"
+            ),
+        }
+        let executor = self.executor;
+        let _context = context::enter(executor.core.clone());
+        let core = &*executor.core;
+        let Stepper { root, state, .. } = self;
+        let key = root.key;
+        // Broken unless the turn ends normally.
+        *state = State::Broken;
+
+        // 1. Run a batch of jobs.
+        let mut tick = tick(core, &mut || root.poll());
+        // 2. Finished when the root returned and the whole tree below it finished. Checked
+        //    after the tick, before parking: the last child may have just finished.
+        if root.outcome.is_some() && !core.tree.borrow().has_children(key) {
+            // Only root wakes can be left over (every task has finished): drop them, so the
+            // next run on this executor starts from an empty queue.
+            while core.queue.borrow_mut().pop(&core.tree).is_some() {}
+            core.finish(key);
+            if let Some(diag) = &core.diag {
+                // Nothing is pending any more: the next run starts without a check due.
+                diag.reset();
+            }
+            let outcome = root.outcome.take().expect("checked above");
+            root.outcome = Some(settle(outcome, core));
+            *state = State::Finished;
+            tick.finished = true;
+            return tick;
+        }
+        // 3. The watchdog, when a check is due (only while a cancellation is pending).
+        //    After the tick: a task woken by the last park has been polled by now, so it is
+        //    judged on what it did, not on the wake it has not had yet.
+        core.watch();
+        // 4. Park: block only when nothing at all is runnable.
+        tick.has_remaining = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
+        tick.next_deadline = park.next_deadline();
+        let request = if tick.has_remaining {
+            park.park(ParkMode::NoWait)
+        } else {
+            core.record(|| TraceEvent::Park);
+            park_idle(core, park)
+        };
+        match request {
+            ParkRequest::Continue => {}
+            ParkRequest::CancelRoot(reason) => core.cancel(key, reason),
+            ParkRequest::Dump => report_message(Report::Dump(core.dump())),
+            ParkRequest::Deadlock => {
+                let tree = core.dump();
+                let root_panic = match &root.outcome {
+                    Some(Err(payload)) => format!(
+                        "\n(the block_on future had panicked before: {})",
+                        crate::panic::panic_message(payload)
+                    ),
+                    _ => String::new(),
+                };
+                panic!(
+                    "treeloop deadlock: no task can make progress (nothing is runnable, no \
+                     timer is pending, no I/O or other thread can wake a task), yet tasks \
+                     remain:\n{tree}{root_panic}"
+                );
+            }
+        }
+        *state = State::Running;
+        tick
+    }
+
+    /// Whether the run has finished: the root future returned and its whole tree finished.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Takes the remaining turns and returns the root future's output: what `block_on`
+    /// returns.
+    ///
+    /// # Panics
+    ///
+    /// Like `block_on`, after every task has finished: with the root future's panic, else
+    /// with the first panic nobody took from a `JoinHandle` (R17); and as [`step`] does.
+    ///
+    /// [`step`]: Stepper::step
+    pub fn finish<P: Park>(mut self, park: &mut P) -> F::Output {
+        while !self.step(park).finished {}
+        match self.root.outcome.take() {
+            Some(Ok(value)) => value,
+            Some(Err(payload)) => panic::resume_unwind(payload),
+            None => unreachable!("a run finishes only once the root has an outcome"),
+        }
+    }
+}
+
+/// What a finished run raises, R17: the root future's panic, else the first panic nobody
+/// took from a handle; every other one is reported (not lost). Settled inside the last turn,
+/// where the runtime's report sink is current.
+fn settle<T>(root: Result<T, Payload>, core: &Core) -> Result<T, Payload> {
+    let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
+    let mut panics = unhandled.into_iter();
+    let raised = match root {
+        Ok(value) => match panics.next() {
+            None => Ok(value),
+            Some((first, _)) => Err(first),
+        },
+        Err(root_panic) => Err(root_panic),
+    };
+    report_extra_panics(panics);
+    raised
+}
+
+impl<F: Future> Drop for Stepper<'_, F> {
+    /// A run dropped before it finished is torn down, as when `block_on` unwinds: the root
+    /// future is dropped first, then every task's. A finished run dropped without
+    /// [`Stepper::finish`] reports the panics `finish` would have raised: not lost.
+    fn drop(&mut self) {
+        let core = &self.executor.core;
+        // The runtime is current while its sink reports, or its tasks are dropped.
+        let _context = (!context::in_runtime()).then(|| context::enter(core.clone()));
+        if self.state == State::Finished {
+            if let Some(Err(payload)) = self.root.outcome.take() {
+                crate::report::report(format_args!(
+                    "treeloop: a run's panic was never raised (its Stepper was dropped \
+                     without Stepper::finish): {}",
+                    crate::panic::panic_message(&payload)
+                ));
+            }
+            return;
+        }
+        self.root.abandon();
+        if core.tree.borrow().len() > 0 {
+            core.tear_down();
+        }
+    }
+}
+
+/// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of the
+/// handshake in `Shared::push_remote`: set it, *then* look for work one last time.
+fn park_idle<P: Park>(core: &Core, park: &mut P) -> ParkRequest {
+    let shared = &core.shared;
+    shared.sleeping.store(true, Ordering::SeqCst);
+    let request = if shared.injector.is_empty() {
+        // With a watchdog check pending, come back for it even if nothing happens.
+        let check = core.diag.as_ref().and_then(|diag| {
+            let due = diag.next_check()?;
+            Some(due.saturating_sub(diag.now()))
+        });
+        park.park(check.map_or(ParkMode::Wait, ParkMode::WaitAtMost))
+    } else {
+        ParkRequest::Continue
+    };
+    shared.sleeping.store(false, Ordering::SeqCst);
+    request
 }

@@ -37,6 +37,14 @@ pub enum ParkRequest {
 pub trait Park {
     /// Collects ready events and wakes the tasks they concern; see [`ParkMode`].
     fn park(&mut self, mode: ParkMode) -> ParkRequest;
+
+    /// How long until the earliest timer is due, on this park's clock (`None`: no timer
+    /// is pending, or this park has no timers). Reported in [`Tick::next_deadline`].
+    ///
+    /// [`Tick::next_deadline`]: crate::Tick::next_deadline
+    fn next_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Interrupts a blocking [`Park::park`] from any thread.

@@ -92,6 +92,8 @@ pub(crate) struct RunQueue {
     ready: VecDeque<Job>,
     /// Which one runs next.
     picker: Picker<Job>,
+    /// Jobs queued so far (a `Tick` counts its wakes by the difference).
+    queued: u64,
 }
 
 impl RunQueue {
@@ -106,11 +108,13 @@ impl RunQueue {
         RunQueue {
             ready: VecDeque::new(),
             picker: Picker::new(strategy, seed, pct_horizon, replay),
+            queued: 0,
         }
     }
 
     #[inline]
     pub(crate) fn push(&mut self, job: Job) {
+        self.queued += 1;
         match &mut self.picker {
             Picker::Pct(pct) => {
                 let slot = job.slot();
@@ -194,6 +198,11 @@ impl RunQueue {
             Picker::Replay(replay) => replay.points().to_vec(),
             _ => Vec::new(),
         }
+    }
+
+    /// Jobs queued so far.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued
     }
 
     /// Picks made so far while two or more jobs were ready: the steps of PCT's horizon

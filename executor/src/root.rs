@@ -5,22 +5,25 @@
 //!
 //! # Ground rules
 //!
-//! - The root future lives pinned on `block_on`'s stack (it may borrow from the caller); it
-//!   is dropped under `catch_unwind` by [`RootTask`]: when it returns, or, if `block_on`
-//!   unwinds first, when the `RootTask` is dropped (before the teardown runs).
+//! - The root future is pinned in a box the [`RootTask`] owns (it may borrow from the
+//!   caller of `block_on` or `Executor::start`); it is dropped under `catch_unwind`: when it
+//!   returns, or, if the run is abandoned first (`block_on` unwinds, a `Stepper` is
+//!   dropped), when the `RootTask` is dropped (before the teardown runs).
 //! - No panic may escape while unwinding: everything dropped or reported on that path is
 //!   behind `catch_unwind`.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
 use crate::core::Core;
 use crate::panic::Payload;
 use crate::tree::{Key, Phase};
+use crate::wake::RootWaker;
 
 /// The `block_on` future and what it needs to take its turn like a task.
 pub(crate) struct RootTask<'a, F: Future> {
@@ -28,13 +31,13 @@ pub(crate) struct RootTask<'a, F: Future> {
     pub(crate) core: &'a Core,
     /// The root node.
     pub(crate) key: Key,
-    /// The root waker's "a `Job::Root` is queued" flag.
-    pub(crate) queued: &'a AtomicBool,
+    /// The root waker's state (its "a `Job::Root` is queued" flag).
+    pub(crate) queued: Arc<RootWaker>,
     /// The root waker.
     pub(crate) waker: Waker,
-    /// The future, pinned on `block_on`'s stack (so it may borrow from the caller); `None`
-    /// once it returned or panicked: it is dropped right then, under `catch_unwind`.
-    pub(crate) future: Pin<&'a mut Option<F>>,
+    /// The future; `None` once it returned or panicked: it is dropped right then, under
+    /// `catch_unwind`.
+    pub(crate) future: Pin<Box<Option<F>>>,
     /// Its value, or its panic, once it has returned.
     pub(crate) outcome: Option<Result<F::Output, Payload>>,
 }
@@ -42,7 +45,7 @@ pub(crate) struct RootTask<'a, F: Future> {
 impl<F: Future> RootTask<'_, F> {
     /// The root's turn: poll it like a task (current node, fresh budget, panics caught).
     pub(crate) fn poll(&mut self) {
-        self.queued.store(false, Ordering::SeqCst);
+        self.queued.queued.store(false, Ordering::SeqCst);
         if self.outcome.is_some() {
             return;
         }
@@ -102,32 +105,28 @@ impl<F: Future> RootTask<'_, F> {
     }
 }
 
-impl<F: Future> Drop for RootTask<'_, F> {
-    /// `block_on` is unwinding with the root future still alive (a deadlock report, a
-    /// panicking park, sink or foreign waker): drop the future here, under `catch_unwind`,
-    /// rather than let a panicking `Drop` meet the unwind and abort the process.
-    fn drop(&mut self) {
+impl<F: Future> RootTask<'_, F> {
+    /// The run is abandoned with the root future still alive (a deadlock report, a
+    /// panicking park, sink or foreign waker, a `Stepper` dropped early): drops the future
+    /// under `catch_unwind`, rather than let a panicking `Drop` meet an unwind and abort the
+    /// process.
+    pub(crate) fn abandon(&mut self) {
         if self.future.is_none() {
             return;
         }
         if let Err(payload) = self.drop_future() {
             crate::report::report(format_args!(
-                "treeloop: the block_on future panicked while being dropped as block_on \
-                 unwound: {}",
+                "treeloop: the block_on future panicked while being dropped as its run was \
+                 abandoned: {}",
                 crate::panic::panic_message(&payload)
             ));
         }
     }
 }
 
-/// Tears the tree down if `block_on` unwinds.
-pub(crate) struct TeardownOnUnwind<'a>(pub(crate) &'a Core);
-
-impl Drop for TeardownOnUnwind<'_> {
+impl<F: Future> Drop for RootTask<'_, F> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.tear_down();
-        }
+        self.abandon();
     }
 }
 

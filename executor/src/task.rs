@@ -117,33 +117,31 @@ impl<F: Future> Future for TaskFuture<F> {
                 .is_some_and(|node| node.kind == NodeKind::Task),
             "a task was polled without the loop naming it in Core::running (runtime bug)"
         );
-        let tearing_down = core.mode.get() == Mode::TearingDown;
+        let start = start(&core, key);
         match stage.as_mut().project() {
             StageProj::Running { future } => {
-                let outcome = if tearing_down
-                    || (core.aborting.get() > 0
-                        && core.tree.borrow().node(key).phase == Phase::Aborting)
-                {
-                    Outcome::Aborted
-                } else {
-                    let _current = core.enter_node(key);
-                    let _budget = coop::fresh_budget();
-                    #[cfg(feature = "tracing")]
-                    let _span = {
-                        let id = core.tree.borrow().node(key).id;
-                        crate::events::poll_span(id)
-                    };
-                    let polled = match &core.diag {
-                        // Diagnostics off: the poll and nothing around it (the hot path).
-                        None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
-                        Some(_) => core.observe_poll(key, || {
-                            panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
-                        }),
-                    };
-                    match polled {
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(value)) => Outcome::Returned(value),
-                        Err(payload) => Outcome::Panicked(payload),
+                let outcome = match start {
+                    Start::Abort | Start::TearDown => Outcome::Aborted,
+                    Start::Poll => {
+                        let _current = core.enter_node(key);
+                        let _budget = coop::fresh_budget();
+                        #[cfg(feature = "tracing")]
+                        let _span = {
+                            let id = core.tree.borrow().node(key).id;
+                            crate::events::poll_span(id)
+                        };
+                        let polled = match &core.diag {
+                            // Diagnostics off: the poll and nothing around it (the hot path).
+                            None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
+                            Some(_) => core.observe_poll(key, || {
+                                panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+                            }),
+                        };
+                        match polled {
+                            Ok(Poll::Pending) => return Poll::Pending,
+                            Ok(Poll::Ready(value)) => Outcome::Returned(value),
+                            Err(payload) => Outcome::Panicked(payload),
+                        }
                     }
                 };
                 let outcome = drop_future(&core, key, stage.as_mut(), outcome);
@@ -163,6 +161,7 @@ impl<F: Future> Future for TaskFuture<F> {
                 Poll::Ready(complete(&core, key, outcome))
             }
             StageProj::Completing { outcome } => {
+                let tearing_down = start == Start::TearDown;
                 if !tearing_down && core.tree.borrow().has_children(key) {
                     // A spurious wake: still waiting for the children.
                     return Poll::Pending;
@@ -176,6 +175,32 @@ impl<F: Future> Future for TaskFuture<F> {
                 Poll::Ready(complete(&core, key, outcome))
             }
         }
+    }
+}
+
+/// What a task's turn starts with: the first decision of its poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Poll the future (or, once it returned, see whether the children are done).
+    Poll,
+    /// The task was aborted (`JoinHandle::abort`, the watchdog): drop the future unpolled
+    /// and complete as `Aborted`, after any children.
+    Abort,
+    /// The runtime is being torn down: drop the future unpolled and complete at once,
+    /// children or not (they are being dropped too).
+    TearDown,
+}
+
+/// Decides how the task at `key` starts its turn.
+#[inline]
+fn start(core: &Core, key: Key) -> Start {
+    if core.mode.get() == Mode::TearingDown {
+        Start::TearDown
+    } else if core.aborting.get() > 0 && core.tree.borrow().node(key).phase == Phase::Aborting {
+        // Optimisation: while no task is aborting (nearly always), the node is not read.
+        Start::Abort
+    } else {
+        Start::Poll
     }
 }
 
@@ -223,6 +248,7 @@ fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
         crate::events::completed(id, how);
     }
     core.finish(key);
+    core.completed.set(core.completed.get() + 1);
     outcome
 }
 

@@ -132,6 +132,18 @@ pub(crate) struct Node {
     next: Key,
 }
 
+/// What a node's removal leads to, one level up ([`Tree::finish`]).
+enum AfterRemoval<'a> {
+    /// The parent is a region or shield its owner has left, and this was its last child:
+    /// it goes too; carry on from it.
+    Continue(Key),
+    /// The parent was waiting for its last child (a completing task, a scope waiting for
+    /// its members): wake whoever polls it.
+    WakeOwner(&'a Waker),
+    /// Nothing more: the parent has other children, is not waiting, or there is none.
+    Done,
+}
+
 /// The slab of nodes plus the id counter.
 pub(crate) struct Tree {
     /// Every live node; finished ones are removed.
@@ -383,24 +395,37 @@ impl Tree {
             } else if parent != NIL {
                 self.nodes[parent as usize].last_child = node.prev;
             }
-            if parent == NIL || self.has_children(parent) {
-                return;
-            }
-            let parent_node = &self.nodes[parent as usize];
-            match (parent_node.kind, parent_node.phase) {
-                // A region its owner left goes with its last child; look further up.
-                (NodeKind::Region | NodeKind::Shield, Phase::Completing) => key = parent,
-                // A completing task can now finish; an open region's owner (a scope waiting
-                // for its members) can now return.
-                (NodeKind::Task, Phase::Completing)
-                | (NodeKind::Region | NodeKind::Shield, Phase::Active) => {
-                    if let Some(waker) = &parent_node.waker {
-                        wake.push(waker.clone());
-                    }
+            match self.after_removal(parent) {
+                AfterRemoval::Continue(up) => key = up,
+                AfterRemoval::WakeOwner(waker) => {
+                    wake.push(waker.clone());
                     return;
                 }
-                _ => return,
+                AfterRemoval::Done => return,
             }
+        }
+    }
+
+    /// What the removal of a child of `parent` (`NIL`: of nobody) leads to: the step of
+    /// [`Tree::finish`]'s walk up.
+    fn after_removal(&self, parent: Key) -> AfterRemoval<'_> {
+        if parent == NIL || self.has_children(parent) {
+            return AfterRemoval::Done;
+        }
+        let node = &self.nodes[parent as usize];
+        match (node.kind, node.phase) {
+            // A region its owner left goes with its last child; look further up.
+            (NodeKind::Region | NodeKind::Shield, Phase::Completing) => {
+                AfterRemoval::Continue(parent)
+            }
+            // A completing task can now finish; an open region's owner (a scope waiting for
+            // its members) can now return.
+            (NodeKind::Task, Phase::Completing)
+            | (NodeKind::Region | NodeKind::Shield, Phase::Active) => match &node.waker {
+                Some(waker) => AfterRemoval::WakeOwner(waker),
+                None => AfterRemoval::Done,
+            },
+            _ => AfterRemoval::Done,
         }
     }
 

@@ -115,12 +115,16 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
-/// Real or virtual.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ClockMode {
-    /// The system clock.
+/// Which time a runtime's clock tells ([`ReactorOptions::clock`](crate::ReactorOptions::clock)).
+/// The default is [`Real`](ClockMode::Real).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClockMode {
+    /// The system clock: a sleep takes as long as it says.
+    #[default]
     Real,
-    /// Starts at `start` and moves only by [`Clock::advance_to`].
+    /// Virtual time: it starts at the process's epoch and moves only when the loop is idle
+    /// (straight to the next timer deadline) or by
+    /// [`time::advance`](crate::time::advance), so a sleep costs no real time.
     Paused,
 }
 

@@ -81,12 +81,18 @@ impl ReactorCore {
     }
 }
 
-/// Whether real sockets may be created in this runtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RealIo {
-    /// Yes.
+/// Whether a deterministic run may use real I/O: sockets and child processes, whose timing
+/// is the OS's ([`Determinism::On`](crate::Determinism::On)). The default is
+/// [`Refused`](RealIo::Refused), deterministic mode's rule; a run that is not deterministic
+/// always allows real I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RealIo {
+    /// Real sockets and processes work as usual; the run is then not reproducible.
     Allowed,
-    /// No: a seeded run must stay deterministic; use in-memory streams.
+    /// Creating a real socket or spawning a process fails with `Unsupported`, naming the
+    /// fix: the run stays reproducible (use the in-memory streams of
+    /// [`sim`](crate::sim) instead).
+    #[default]
     Refused,
 }
 

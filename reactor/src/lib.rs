@@ -34,8 +34,9 @@ mod timer;
 mod timers;
 
 pub use blocking::{KEEP_ALIVE, MAX_THREADS, Unblock, unblock};
-pub use context::EnterGuard;
-pub use reactor::{Reactor, ReactorOptions, Turn};
+pub use clock::ClockMode;
+pub use context::{EnterGuard, RealIo};
+pub use reactor::{Determinism, DumpSignal, OnDeadlock, Reactor, ReactorOptions, Turn};
 
 /// Time: the runtime's clock (real or virtual) and timers.
 pub mod time {

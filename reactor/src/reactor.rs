@@ -16,7 +16,7 @@
 //! - Virtual time: `park(Wait)` with a paused clock and no I/O source does not sleep; it jumps
 //!   the clock to the next deadline and fires it. With no timer at all it blocks, since only
 //!   another thread can still wake a task (in deterministic mode, and with
-//!   `report_deadlocks`, that case is a deadlock report instead). While sockets are
+//!   [`OnDeadlock::Report`], that case is a deadlock report instead). While sockets are
 //!   registered the clock does **not** jump: it waits for the deadline in real time and
 //!   advances only if no I/O arrived meanwhile, so a timeout cannot fire before the network
 //!   had a chance to answer (tokio's auto-advance pitfall).
@@ -45,23 +45,79 @@ use crate::timers::Timers;
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// How to build a [`Reactor`]. The default: real time, not deterministic, no signal watched.
+/// Each option names what it chooses:
+///
+/// ```
+/// use treeloop_reactor::{ClockMode, OnDeadlock, Reactor, ReactorOptions};
+///
+/// // A test's reactor: virtual time, and a lost wake-up fails instead of hanging.
+/// let reactor = Reactor::new(ReactorOptions {
+///     clock: ClockMode::Paused,
+///     on_deadlock: OnDeadlock::Report,
+///     ..ReactorOptions::default()
+/// })?;
+/// # drop(reactor);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReactorOptions {
-    /// Virtual time from the start.
-    pub paused: bool,
+    /// Real or virtual time from the start. Deterministic mode always runs on virtual time.
+    pub clock: ClockMode,
     /// The shutdown set: the first delivery of one of these signals cancels the root (reason
     /// `Shutdown`), the second of any of them exits with 128 + its number. Empty: none.
     pub shutdown_signals: Vec<SignalKind>,
-    /// Deterministic mode: virtual time, real sockets refused, and "nothing can ever wake a
-    /// task" reported as a deadlock instead of blocking.
-    pub deterministic: bool,
-    /// Allow real sockets even in deterministic mode (the run is then not reproducible).
-    pub allow_real_io: bool,
-    /// Report "nothing can ever wake a task" as a deadlock outside deterministic mode too.
-    /// Only sound if no other thread holds a waker of this runtime (the program promises it).
-    pub report_deadlocks: bool,
-    /// SIGUSR1 asks for a dump of the task tree ([`ParkRequest::Dump`]).
-    pub dump_on_signal: bool,
+    /// Whether the run is deterministic (a seeded or replayed one), and if so whether it
+    /// may still use real I/O.
+    pub determinism: Determinism,
+    /// What a turn does when nothing can ever wake a task again. Deterministic mode always
+    /// reports.
+    pub on_deadlock: OnDeadlock,
+    /// The signal that asks for a dump of the task tree ([`ParkRequest::Dump`]), if any.
+    pub dump_signal: DumpSignal,
+}
+
+/// Whether a reactor serves a deterministic run ([`ReactorOptions::determinism`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Determinism {
+    /// A live run (the default): the clock is what [`ReactorOptions::clock`] says, real
+    /// I/O works, and `unblock` runs its closure on the blocking pool.
+    #[default]
+    Off,
+    /// Deterministic mode, for a seeded or replayed run: virtual time whatever the clock
+    /// option says, "nothing can ever wake a task" reported as a deadlock whatever
+    /// [`ReactorOptions::on_deadlock`] says, `unblock` run inline, and real I/O as
+    /// `real_io` says.
+    On {
+        /// Whether real sockets and processes are allowed anyway (the run is then not
+        /// reproducible) or refused (the default).
+        real_io: RealIo,
+    },
+}
+
+/// What a turn does when nothing can ever wake a task (nothing runnable, no timer, no
+/// socket, no signal a task waits for, no `unblock` call in flight):
+/// [`ReactorOptions::on_deadlock`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnDeadlock {
+    /// Block until woken (the default): another thread may still hold a waker and use it.
+    #[default]
+    Block,
+    /// Report it as a deadlock ([`ParkRequest::Deadlock`], [`Turn::stalled`]) instead of
+    /// blocking. Only sound if no other thread holds a waker of this runtime: the program
+    /// promises it.
+    Report,
+}
+
+/// The signal that asks for a dump of the task tree: [`ReactorOptions::dump_signal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DumpSignal {
+    /// None (the default): the reactor does not watch SIGUSR1 for dumps (its receivers, if
+    /// any, still get it).
+    #[default]
+    Off,
+    /// SIGUSR1 (`kill -USR1 <pid>`) asks for a dump ([`ParkRequest::Dump`]), and still
+    /// reaches its receivers.
+    Sigusr1,
 }
 
 /// What one turn of the reactor did ([`Reactor::turn`]): the timers it fired, the I/O
@@ -77,9 +133,10 @@ pub struct Turn {
     /// Deliveries of every watched signal this turn (the shutdown set, the dump signal,
     /// `signal::unix` receivers), counted once per arrival.
     pub signals: u64,
-    /// Dump signals (SIGUSR1) received, with `dump_on_signal`.
+    /// Dump signals (SIGUSR1) received, with [`DumpSignal::Sigusr1`].
     pub dumps: u64,
-    /// Deterministic mode found that nothing can ever wake a task (a deadlock).
+    /// Nothing can ever wake a task (a deadlock), found with deterministic mode or
+    /// [`OnDeadlock::Report`].
     pub stalled: bool,
 }
 
@@ -114,26 +171,25 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor on the system clock, or on virtual time starting now when `paused`.
+    /// A reactor on the system clock, or on virtual time with [`ClockMode::Paused`] or
+    /// [`Determinism::On`].
     ///
     /// Fails if the OS refuses the poller or a signal handler, and with `InvalidInput` if
     /// a shutdown signal cannot be watched (SIGKILL, SIGSTOP, the fault signals).
     pub fn new(options: ReactorOptions) -> io::Result<Reactor> {
         let ReactorOptions {
-            paused,
+            clock,
             shutdown_signals,
-            deterministic,
-            allow_real_io,
-            report_deadlocks,
-            dump_on_signal,
+            determinism,
+            on_deadlock,
+            dump_signal,
         } = options;
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let registry = poll.registry().try_clone()?;
-        let mode = if paused || deterministic {
-            ClockMode::Paused
-        } else {
-            ClockMode::Real
+        let (mode, real_io, detect_deadlocks) = match determinism {
+            Determinism::Off => (clock, RealIo::Allowed, on_deadlock == OnDeadlock::Report),
+            Determinism::On { real_io } => (ClockMode::Paused, real_io, true),
         };
         let reactor = Reactor {
             poll,
@@ -145,14 +201,10 @@ impl Reactor {
                 signals: RefCell::new(SignalTable::new()),
                 registry,
                 pending_external: Cell::new(0),
-                real_io: if deterministic && !allow_real_io {
-                    RealIo::Refused
-                } else {
-                    RealIo::Allowed
-                },
-                deterministic,
+                real_io,
+                deterministic: determinism != Determinism::Off,
             }),
-            detect_deadlocks: deterministic || report_deadlocks,
+            detect_deadlocks,
             unparker: Arc::new(MioUnpark(waker)),
             wake: Vec::new(),
             shutdown_pending: false,
@@ -167,7 +219,7 @@ impl Reactor {
         for &kind in &shutdown_signals {
             signals.watch(&core.registry, kind, Purpose::Shutdown)?;
         }
-        if dump_on_signal {
+        if dump_signal == DumpSignal::Sigusr1 {
             signals.watch(&core.registry, SignalKind::user_defined1(), Purpose::Dump)?;
         }
         drop(signals);
@@ -203,7 +255,7 @@ impl Reactor {
             let signals = self.core.signals.borrow();
             (!signals.is_empty(), signals.may_wake())
         };
-        // Deterministic mode (or `report_deadlocks`): with nothing runnable, no timer, no
+        // Deterministic mode (or `OnDeadlock::Report`): with nothing runnable, no timer, no
         // socket, no signal and no blocking call in flight, nothing can ever wake a task
         // again (other threads are outside a deterministic program, or promised absent).
         if mode == ParkMode::Wait
@@ -339,5 +391,10 @@ impl Park for Reactor {
         } else {
             ParkRequest::Continue
         }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        let deadline = self.core.timers.borrow_mut().next_deadline()?;
+        Some(deadline.saturating_duration_since(self.core.clock.now()))
     }
 }

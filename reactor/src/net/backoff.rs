@@ -238,13 +238,13 @@ mod tests {
 
     use super::*;
     use crate::clock::Instant;
-    use crate::{Reactor, ReactorOptions};
+    use crate::{ClockMode, Reactor, ReactorOptions};
 
     /// Runs `body` as the root of a runtime on virtual time; returns its output and every
     /// report the runtime made, as text.
     fn on_virtual_time<F: Future>(body: F) -> (F::Output, Vec<String>) {
         let mut reactor = Reactor::new(ReactorOptions {
-            paused: true,
+            clock: ClockMode::Paused,
             ..ReactorOptions::default()
         })
         .expect("a reactor");

@@ -300,8 +300,12 @@ impl Reactor {
                 }
             }
         };
-        // 2. Ask the OS. With no source registered, a zero-timeout poll could only report the
-        //    cross-thread waker, which the executor checks on its own: skip the syscall.
+        // 2. Ask the OS.
+        //    Optimisation: with no source registered and no signal watched, a zero-timeout
+        //    poll could only report the cross-thread waker, which the executor checks on its
+        //    own (the injector): the syscall is skipped. It saves one `epoll_wait` per turn
+        //    of a program that only computes (a turn runs up to 61 polls: about 3,300 calls
+        //    in the yield benchmark's 200,000 yields). It costs a reader the condition below.
         let mut io_events = 0;
         let mut signal_event = false;
         // A wait that ended early with no I/O: interrupted (EINTR: a signal handler ran, or

@@ -5,8 +5,7 @@
 //! - Timers with equal deadlines fire in the order they were registered: the sequence number
 //!   breaks ties, so the order does not depend on heap internals.
 //! - A timer is an entry in a slab (its waker) plus a heap item. Dropping a `Sleep` removes
-//!   the entry at once; its heap item goes stale and is discarded when it reaches the top
-//!   (cheaper than a removable heap; a stale item is recognised by its sequence number).
+//!   the entry at once; its heap item goes stale (see the optimisation below).
 //! - Firing only collects wakers; the caller wakes them after releasing its borrow.
 //! - Timers know only the clock's `Instant`. What a whole turn of the loop did (the timers
 //!   it fired among the I/O events, signals and dumps) is the reactor's `Turn`, in
@@ -15,6 +14,17 @@
 //! A heap, not a hashed wheel: O(log n) per timer, exact deadlines at any resolution, and
 //! simple enough to read. At 100,000 timers the side-by-side benchmark (`benches/README.md`)
 //! finds the heap ahead of tokio's wheel: rounding deadlines to ticks would buy nothing.
+//!
+//! # Optimisation: stale heap items instead of removal
+//!
+//! *The model:* a timer is in the heap until it fires or is dropped. *What is done instead:*
+//! a dropped timer only leaves the slab; its heap item stays, and is thrown away when it
+//! reaches the top ([`Timers::next_deadline`], [`Timers::expire`]) because its sequence
+//! number no longer matches the slot's. *What it saves:* `std`'s `BinaryHeap` cannot remove
+//! from the middle, so a removal would be a linear search plus a rebuild, O(n), for every
+//! timeout whose operation finished first (the common case of a timeout); this way a drop is
+//! O(1) and each stale item costs one O(log n) pop later. *What it costs a reader:* heap
+//! items that mean nothing, and the sequence number that tells them apart.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

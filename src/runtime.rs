@@ -690,10 +690,32 @@ impl Runtime {
         self.executor.dump()
     }
 
-    /// How many nodes of the task tree are alive: tasks, open regions and shields, and the
-    /// root while a `block_on` runs. Zero between `block_on` calls, since `block_on` returns
-    /// only after the whole tree has finished.
+    /// How many spawned tasks are alive (nodes of the tree that are tasks; for every node,
+    /// regions, shields and the root included, see [`live_nodes`](Self::live_nodes)). Zero
+    /// between `block_on` calls, since `block_on` returns only after the whole tree has
+    /// finished. Counted by a pass over the live nodes.
+    ///
+    /// ```
+    /// use treeloop::{Builder, scope};
+    ///
+    /// let runtime = Builder::new().start_paused(true).build().unwrap();
+    /// let rt = &runtime;
+    /// let counted = runtime.block_on(scope(|s| async move {
+    ///     s.spawn(async { Ok::<(), std::io::Error>(()) }).unwrap();
+    ///     // One task, the member; three nodes: the root, the scope's region, the member.
+    ///     Ok((rt.live_tasks(), rt.live_nodes()))
+    /// }));
+    /// assert_eq!(counted.unwrap(), Some((1, 3)));
+    /// assert_eq!((runtime.live_tasks(), runtime.live_nodes()), (0, 0));
+    /// ```
     pub fn live_tasks(&self) -> usize {
+        self.executor.live_tasks()
+    }
+
+    /// How many nodes of the task tree are alive: tasks, open regions and shields, and the
+    /// root while a `block_on` runs (see [`live_tasks`](Self::live_tasks) for the example
+    /// that shows the difference). Zero between `block_on` calls.
+    pub fn live_nodes(&self) -> usize {
         self.executor.live_nodes()
     }
 }

@@ -262,7 +262,7 @@ fn a_shield_that_spawns_only_in_a_later_poll_still_shields_the_child() {
             "joined at 30"
         ]
     );
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
 }
 
 #[test]
@@ -340,7 +340,7 @@ fn a_shield_body_that_panics_after_spawning_still_waits_for_the_child() {
         log.take(),
         ["child: Ok(()) at 20", "task: panicked true at 20"]
     );
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
 }
 
 #[test]
@@ -398,7 +398,7 @@ fn shield_first_polled_outside_a_timeout(diagnostics: bool) -> Vec<String> {
             log.push(format!("timeout ok: {} at {}", r.is_ok(), ms_since(start)));
         }
     });
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
     log.take()
 }
 

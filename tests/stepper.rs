@@ -150,7 +150,7 @@ fn a_stepper_dropped_early_tears_its_tree_down_and_the_runtime_runs_again() {
         2,
         "the root future and the task's were both dropped"
     );
-    assert_eq!(runtime.live_tasks(), 0);
+    assert_eq!(runtime.live_nodes(), 0);
     assert_eq!(runtime.block_on(async { 7 }), 7);
 }
 

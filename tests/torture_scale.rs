@@ -261,7 +261,7 @@ fn chain_with_a_panic_at_the_bottom() -> u64 {
             MILLION - 1
         )
     );
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
     drop(rt);
     eprintln!("1M-deep chain with a panic: {:?} wall time", wall.elapsed());
     assert_eq!(tally.started.get(), MILLION);
@@ -344,7 +344,7 @@ fn siblings_failed_by_the_last() -> u64 {
         message(&*payload),
         format!("the last of {MILLION} siblings panicked")
     );
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
     drop(rt);
     eprintln!("1M siblings with a panic: {:?} wall time", wall.elapsed());
     assert_eq!(

@@ -231,11 +231,11 @@ fn no_node_is_left_alive_between_block_on_calls() {
     let live_inside = runtime.block_on(async {
         let _a = treeloop::spawn(std::future::pending::<()>().or_cancel());
         let _b = treeloop::spawn(async {});
-        let live = runtime.live_tasks();
+        let live = (runtime.live_tasks(), runtime.live_nodes());
         treeloop::shutdown();
         live
     });
-    // The root and its two tasks.
-    assert_eq!(live_inside, 3);
-    assert_eq!(runtime.live_tasks(), 0);
+    // Two tasks; three nodes: the root and its two tasks.
+    assert_eq!(live_inside, (2, 3));
+    assert_eq!((runtime.live_tasks(), runtime.live_nodes()), (0, 0));
 }

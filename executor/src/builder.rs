@@ -54,7 +54,7 @@ impl Builder {
     {
         let location = Location::caller();
         context::expect_core("spawn", |core| {
-            crate::task::spawn_in(core, core.spawn_parent(), future, location, self.name)
+            crate::task::spawn_in(core, core.open_spawn_parent(), future, location, self.name)
         })
     }
 

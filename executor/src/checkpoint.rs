@@ -117,7 +117,7 @@ fn look() -> Result<Option<Cancelled>, OutsideRuntime> {
         return Ok(None);
     }
     context::with_core(|core| {
-        let cancel = core.tree.borrow().get(core.frame.current())?.cancel;
+        let cancel = core.current_mark();
         if cancel.is_some() {
             // The task is told of its cancellation: the first time, that is progress for
             // the watchdog; again and again, it is not (a task that swallows it).

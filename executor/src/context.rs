@@ -1,5 +1,5 @@
-//! Which runtime is running on this thread. (Which node of its tree is being polled is the
-//! poll frame's: [`crate::frame`].)
+//! Which runtime is current on this thread: the one whose loop it runs. (Which node of its
+//! tree is being polled is the poll frame's: [`crate::frame`].)
 //!
 //! # Ground rules
 //!
@@ -17,11 +17,11 @@ use crate::frame;
 use crate::report;
 
 thread_local! {
-    /// The runtime running on this thread, if any.
+    /// The runtime current on this thread, if any.
     static CONTEXT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the runtime running on this thread; `None` outside a runtime (or while the
+/// Runs `f` with the runtime current on this thread; `None` outside a runtime (or while the
 /// thread is being torn down).
 ///
 /// Always inlined: it is on the path of every poll, wake and await point, and as a call it
@@ -64,8 +64,8 @@ pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
     CONTEXT.with(|cell| {
         let mut slot = cell.borrow_mut();
         assert!(slot.is_none(), "{NESTED}");
-        frame::set_shields_lazy(!core.eager_shields);
-        report::replace_sink(core.sink.clone());
+        frame::set_shields_lazy(!core.eager_shields());
+        report::replace_sink(core.sink());
         *slot = Some(core);
     });
     EnterGuard(())

@@ -21,10 +21,14 @@ pub const BUDGET: u32 = 128;
 const UNLIMITED: u32 = u32::MAX;
 
 thread_local! {
-    /// The budget left to the poll running on this thread. A thread-local of its own, not a
-    /// field of the core: a `Cell<u32>` needs no destructor, so reading it is one load,
-    /// where the core's thread-local costs a state check and a `RefCell` borrow. Only one
-    /// runtime polls on a thread at a time, so one budget per thread is enough.
+    /// The budget left to the poll in progress on this thread.
+    ///
+    /// Optimisation: a thread-local of its own. The model keeps the budget with the rest
+    /// of the runtime's state, in the core; here it is a `Cell<u32>`, which needs no
+    /// destructor, so reading it is one load, where the core's thread-local costs a state
+    /// check and a `RefCell` borrow (about 15 instructions), at every poll and every leaf
+    /// future's check. Only one runtime polls on a thread at a time, so one budget per
+    /// thread is enough. Costs a reader: state of the runtime that is not in the core.
     static LEFT: Cell<u32> = const { Cell::new(UNLIMITED) };
 }
 

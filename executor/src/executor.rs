@@ -13,7 +13,7 @@
 //! # The phases of one turn
 //!
 //! ```text
-//!  ┌─> 1. tick: move remote wakes into the local queue, then run up to EVENT_INTERVAL
+//!  ┌─> 1. batch: move remote wakes into the local queue, then run up to EVENT_INTERVAL
 //!  │      jobs in FIFO order; a job is a task, or the root future when it was woken
 //!  │   2. finished? root returned and no child left -> the run ends
 //!  │   3. watchdog: if diagnostics are on and a check is due, look for stuck tasks
@@ -34,23 +34,21 @@ use std::future::Future;
 use std::panic::{self, Location};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::context;
 use crate::core::Core;
-use crate::diag::TreeDump;
 use crate::options::{Options, Scheduling};
-use crate::panic::Payload;
 use crate::park::{Park, ParkMode, ParkRequest, Unpark};
 use crate::queue::Job;
 use crate::report::{Report, report_message};
-use crate::root::{RootTask, report_extra_panics};
-use crate::trace::{Trace, TraceEvent};
-use crate::tree::NodeKind;
-use crate::wake::RootWaker;
+use crate::root::RootTask;
+use crate::trace::TraceEvent;
 
-/// How many tasks one tick runs before the loop looks at I/O and timers again. Bounds how
+mod observe;
+
+/// How many tasks one batch runs before the loop looks at I/O and timers again. Bounds how
 /// long a burst of ready tasks can keep events waiting (61, like tokio: prime, so it does
 /// not beat in step with power-of-two batch sizes in user code).
 const EVENT_INTERVAL: usize = 61;
@@ -79,32 +77,23 @@ pub struct Tick {
     pub finished: bool,
 }
 
-/// Moves remote wakes into the local queue, then runs up to [`EVENT_INTERVAL`] jobs;
-/// `poll_root` is called when the root's turn comes.
-fn tick(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
+/// Phase 1 of a turn, the batch: moves remote wakes into the local queue, then runs up to
+/// [`EVENT_INTERVAL`] jobs; `poll_root` is called when the root's turn comes. Returns the
+/// turn's [`Tick`] with the batch's counts filled in.
+fn run_batch(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
     let mut tick = Tick::default();
-    let completed = core.completed.get();
-    {
-        let mut queue = core.queue.borrow_mut();
-        while let Some(job) = core.shared.injector.pop() {
-            queue.push(job);
-            tick.injected += 1;
-        }
-    }
-    let queued = core.queue.borrow().queued();
+    let completed = core.completed();
+    tick.injected = core.inject_remote();
+    let queued = core.queued();
     while tick.polled < EVENT_INTERVAL {
-        // The borrow ends with the statement: the job runs without it.
-        let Some(job) = core.queue.borrow_mut().pop(&core.tree) else {
+        // The queue's borrow ends inside `pop_job`: the job runs without it.
+        let Some(job) = core.pop_job() else {
             break;
         };
         match job {
             Job::Task(runnable) => {
-                let key = *runnable.metadata();
-                if let Some(recorder) = &core.trace {
-                    recorder.borrow_mut().polled(&core.tree.borrow(), key);
-                }
-                core.running.set(key);
-                runnable.run();
+                core.record_polled(*runnable.metadata());
+                core.run_task(runnable);
             }
             Job::Root => {
                 core.record(|| TraceEvent::PollRoot);
@@ -113,8 +102,8 @@ fn tick(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
         }
         tick.polled += 1;
     }
-    tick.woken = (core.queue.borrow().queued() - queued) as usize;
-    tick.completed = (core.completed.get() - completed) as usize;
+    tick.woken = (core.queued() - queued) as usize;
+    tick.completed = (core.completed() - completed) as usize;
     tick
 }
 
@@ -150,63 +139,12 @@ impl Executor {
         }
     }
 
-    /// A snapshot of the live tree (empty between `block_on` calls); with diagnostics on it
-    /// includes poll counts and times.
-    pub fn dump(&self) -> TreeDump {
-        self.core.dump()
-    }
-
-    /// Number of live tasks, shields and roots in the tree.
-    pub fn live_nodes(&self) -> usize {
-        self.core.tree.borrow().len()
-    }
-
-    /// Scheduling steps taken so far: picks made while two or more jobs were ready, the `k`
-    /// of [`Strategy::Pct`](crate::Strategy::Pct) (counted under `Random` and `Pct`; 0 under `Fifo`).
-    pub fn scheduling_steps(&self) -> u64 {
-        self.core.queue.borrow().steps()
-    }
-
-    /// The choices made so far at picks with two or more jobs ready, by task number
-    /// (recorded under `Random`, `Pct` and a replay; empty under `Fifo`).
-    pub fn schedule(&self) -> crate::Schedule {
-        self.core.queue.borrow().schedule()
-    }
-
-    /// Choices at which a replay could not take its schedule's task (it had run out, or
-    /// named a task that was not ready) and fell back; 0 unless replaying.
-    pub fn replay_divergences(&self) -> u64 {
-        self.core.queue.borrow().divergences()
-    }
-
-    /// A replay's choices with the alternatives each had, when
-    /// [`Replay::log_choice_points`](crate::Replay::log_choice_points) asked for them.
-    pub fn choice_points(&self) -> Vec<crate::ChoicePoint> {
-        self.core.queue.borrow().choice_points()
-    }
-
-    /// Whether code run here asked for the scheduling seed
-    /// ([`scheduling_seed`](crate::scheduling_seed)): its choices then depend on the seed,
-    /// which a schedule alone does not carry.
-    pub fn seed_was_read(&self) -> bool {
-        self.core.seed_read.get()
-    }
-
-    /// The decisions recorded so far (empty unless tracing was asked for).
-    pub fn trace(&self) -> Trace {
-        self.core
-            .trace
-            .as_ref()
-            .map(|recorder| recorder.borrow().snapshot())
-            .unwrap_or_default()
-    }
-
     /// Runs `future` as the root of a task tree until it and every task spawned under it
     /// have finished, parking in `park` whenever nothing is runnable.
     ///
     /// # Panics
     ///
-    /// When called inside a running treeloop runtime on this thread (nested `block_on`),
+    /// When called inside a treeloop runtime current on this thread (nested `block_on`),
     /// and, after every task has finished, with the first panic nobody took from a
     /// `JoinHandle` (the root's own panic first).
     #[track_caller]
@@ -249,43 +187,27 @@ impl Executor {
     ) -> Stepper<'_, F> {
         let core = &*self.core;
         assert!(
-            core.tree.borrow().len() == 0,
+            core.tree().len() == 0,
             "Executor::start while another run of this executor is in progress: finish the \
              other Stepper (or drop it) first"
         );
-        let root = core.insert(None, NodeKind::Root, location, None).key;
-        core.root.set(root);
-        let root_waker = Arc::new(RootWaker {
-            queued: AtomicBool::new(true),
-            shared: core.shared.clone(),
-        });
-        core.queue.borrow_mut().push(Job::Root);
-        let waker = futures_task::waker(root_waker.clone());
-        core.tree.borrow_mut().node_mut(root).waker = Some(waker.clone());
         Stepper {
             executor: self,
-            root: RootTask {
-                core,
-                key: root,
-                queued: root_waker,
-                waker,
-                future: Box::pin(Some(future)),
-                outcome: None,
-            },
-            state: State::Running,
+            root: RootTask::open(core, future, location),
+            state: State::InProgress,
         }
     }
 }
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        if self.core.tree.borrow().len() > 0 {
+        if self.core.tree().len() > 0 {
             let _context = (!context::in_runtime()).then(|| context::enter(self.core.clone()));
             self.core.tear_down();
         }
-        self.core.shared.closed.store(true, Ordering::Release);
+        self.core.shared().closed.store(true, Ordering::Release);
         // Whatever was woken meanwhile has no future left: just free it.
-        while self.core.shared.injector.pop().is_some() {}
+        while self.core.shared().injector.pop().is_some() {}
     }
 }
 
@@ -293,7 +215,7 @@ impl Drop for Executor {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Turns are left to take.
-    Running,
+    InProgress,
     /// The root future returned and its whole tree finished; its output waits in the root.
     Finished,
     /// A turn panicked (a deadlock report, a panicking park): the run is abandoned, and the
@@ -317,7 +239,7 @@ pub struct Stepper<'e, F: Future> {
 impl<F: Future> Stepper<'_, F> {
     /// Takes one turn of the loop and says what it did (see the module docs' phases):
     ///
-    /// 1. the tick: remote wakes move into the local queue, then up to 61 jobs run;
+    /// 1. the batch: remote wakes move into the local queue, then up to 61 jobs run;
     /// 2. if the root future has returned and no node is left under it, the run is finished
     ///    ([`Tick::finished`]) and nothing else happens;
     /// 3. the stuck-cancellation watchdog, when diagnostics are on and a check is due;
@@ -335,7 +257,7 @@ impl<F: Future> Stepper<'_, F> {
     /// deterministic mode), and when called again after a turn panicked.
     pub fn step<P: Park>(&mut self, park: &mut P) -> Tick {
         match self.state {
-            State::Running => {}
+            State::InProgress => {}
             State::Finished => {
                 return Tick {
                     finished: true,
@@ -356,30 +278,30 @@ impl<F: Future> Stepper<'_, F> {
         *state = State::Broken;
 
         // 1. Run a batch of jobs.
-        let mut tick = tick(core, &mut || root.poll());
+        let mut tick = run_batch(core, &mut || root.poll());
         // 2. Finished when the root returned and the whole tree below it finished. Checked
-        //    after the tick, before parking: the last child may have just finished.
-        if root.outcome.is_some() && !core.tree.borrow().has_children(key) {
+        //    after the batch, before parking: the last child may have just finished.
+        if root.outcome.is_some() && !core.tree().has_children(key) {
             // Only root wakes can be left over (every task has finished): drop them, so the
             // next run on this executor starts from an empty queue.
-            while core.queue.borrow_mut().pop(&core.tree).is_some() {}
+            while core.pop_job().is_some() {}
             core.finish(key);
-            if let Some(diag) = &core.diag {
+            if let Some(diag) = core.diag() {
                 // Nothing is pending any more: the next run starts without a check due.
                 diag.reset();
             }
             let outcome = root.outcome.take().expect("checked above");
-            root.outcome = Some(settle(outcome, core));
+            root.outcome = Some(crate::root::settle(outcome, core));
             *state = State::Finished;
             tick.finished = true;
             return tick;
         }
         // 3. The watchdog, when a check is due (only while a cancellation is pending).
-        //    After the tick: a task woken by the last park has been polled by now, so it is
+        //    After the batch: a task woken by the last park has been polled by now, so it is
         //    judged on what it did, not on the wake it has not had yet.
         core.watch();
         // 4. Park: block only when nothing at all is runnable.
-        tick.has_remaining = !core.queue.borrow().is_empty() || !core.shared.injector.is_empty();
+        tick.has_remaining = core.has_runnable();
         tick.next_deadline = park.next_deadline();
         let request = if tick.has_remaining {
             park.park(ParkMode::NoWait)
@@ -391,23 +313,9 @@ impl<F: Future> Stepper<'_, F> {
             ParkRequest::Continue => {}
             ParkRequest::CancelRoot(reason) => core.cancel(key, reason),
             ParkRequest::Dump => report_message(Report::Dump(core.dump())),
-            ParkRequest::Deadlock => {
-                let tree = core.dump();
-                let root_panic = match &root.outcome {
-                    Some(Err(payload)) => format!(
-                        "\n(the block_on future had panicked before: {})",
-                        crate::panic::panic_message(payload)
-                    ),
-                    _ => String::new(),
-                };
-                panic!(
-                    "treeloop deadlock: no task can make progress (nothing is runnable, no \
-                     timer is pending, no I/O or other thread can wake a task), yet tasks \
-                     remain:\n{tree}{root_panic}"
-                );
-            }
+            ParkRequest::Deadlock => crate::root::deadlock(core, &root.outcome),
         }
-        *state = State::Running;
+        *state = State::InProgress;
         tick
     }
 
@@ -435,23 +343,6 @@ impl<F: Future> Stepper<'_, F> {
     }
 }
 
-/// What a finished run raises, R17: the root future's panic, else the first panic nobody
-/// took from a handle; every other one is reported (not lost). Settled inside the last turn,
-/// where the runtime's report sink is current.
-fn settle<T>(root: Result<T, Payload>, core: &Core) -> Result<T, Payload> {
-    let unhandled: Vec<_> = core.unhandled.borrow_mut().drain(..).collect();
-    let mut panics = unhandled.into_iter();
-    let raised = match root {
-        Ok(value) => match panics.next() {
-            None => Ok(value),
-            Some((first, _)) => Err(first),
-        },
-        Err(root_panic) => Err(root_panic),
-    };
-    report_extra_panics(panics);
-    raised
-}
-
 impl<F: Future> Drop for Stepper<'_, F> {
     /// A run dropped before it finished is torn down, as when `block_on` unwinds: the root
     /// future is dropped first, then every task's. A finished run dropped without
@@ -471,7 +362,7 @@ impl<F: Future> Drop for Stepper<'_, F> {
             return;
         }
         self.root.abandon();
-        if core.tree.borrow().len() > 0 {
+        if core.tree().len() > 0 {
             core.tear_down();
         }
     }
@@ -480,11 +371,11 @@ impl<F: Future> Drop for Stepper<'_, F> {
 /// Blocks in `park` unless a wake slipped in. The `sleeping` flag is the loop's half of the
 /// handshake in `Shared::push_remote`: set it, *then* look for work one last time.
 fn park_idle<P: Park>(core: &Core, park: &mut P) -> ParkRequest {
-    let shared = &core.shared;
+    let shared = core.shared();
     shared.sleeping.store(true, Ordering::SeqCst);
     let request = if shared.injector.is_empty() {
         // With a watchdog check pending, come back for it even if nothing happens.
-        let check = core.diag.as_ref().and_then(|diag| {
+        let check = core.diag().and_then(|diag| {
             let due = diag.next_check()?;
             Some(due.saturating_sub(diag.now()))
         });

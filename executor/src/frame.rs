@@ -15,9 +15,9 @@
 //! deadline); most cleanup shields contain none. Until then the shield is a frame, not a
 //! node: [`LazyShield`] in a thread-local says "the innermost frame is a shield" (an await
 //! point inside it is not cancelled), and the core opens the node on first need (see
-//! `Core::spawn_parent`). On cancel_tree this saved about 540 instructions per leaf (the
-//! node's insert, two entries and its removal). What it costs a reader: the frame has two
-//! parts, the current node and the lazy shield, and both must be restored together.
+//! `Core::open_spawn_parent`). On cancel_tree this saved about 540 instructions per leaf
+//! (the node's insert, two entries and its removal). What it costs a reader: the frame has
+//! two parts, the current node and the lazy shield, and both must be restored together.
 //!
 //! Read next: [`crate::shield`], the shields the lazy frame stands for.
 
@@ -90,7 +90,7 @@ impl Drop for CurrentGuard<'_> {
 // core's thread-local costs a state check and a `RefCell` borrow first (about 45
 // instructions per shielded poll on cancel_tree, measured with callgrind).
 thread_local! {
-    /// Whether the runtime running on this thread opens shields lazily.
+    /// Whether the runtime current on this thread opens shields lazily.
     static SHIELDS_ARE_LAZY: Cell<bool> = const { Cell::new(false) };
     /// Set while the innermost frame being polled is a shield that has no node yet: what the
     /// node needs if something inside needs one.
@@ -141,7 +141,7 @@ pub(crate) fn replace_shield_made(made: Option<(Key, Key)>) -> Option<(Key, Key)
 }
 
 /// Says whether shields entered on this thread from now on may start without a node (set
-/// when a runtime without diagnostics starts running here, cleared when it stops).
+/// when a runtime without diagnostics becomes current here, cleared when it stops being).
 pub(crate) fn set_shields_lazy(lazy: bool) {
     let _ = SHIELDS_ARE_LAZY.try_with(|cell| cell.set(lazy));
 }

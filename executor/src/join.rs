@@ -31,7 +31,7 @@ use crate::cancel::{CancelReason, Cancelled};
 use crate::context;
 use crate::coop;
 use crate::panic::{Payload, panic_message};
-use crate::tree::{JoinInterest, Key, NodeRef, TaskId};
+use crate::tree::{Key, NodeRef, TaskId};
 
 /// How a task ended, as its `JoinHandle` receives it.
 pub(crate) enum Outcome<T> {
@@ -209,14 +209,14 @@ impl<T> JoinHandle<T> {
     }
 
     /// Runs `f` on the task's node if the task has not finished. A task that has not
-    /// finished belongs to the runtime running on this thread: `block_on` finishes every
+    /// finished belongs to the runtime current on this thread: `block_on` finishes every
     /// task before it returns, and handles cannot leave the thread.
     fn with_live_node(&self, f: impl FnOnce(&crate::core::Core, crate::tree::Key)) {
         if self.is_finished() {
             return;
         }
         context::with_core(|core| {
-            let key = core.tree.borrow().resolve(self.node);
+            let key = core.tree().resolve(self.node);
             if let Some(key) = key {
                 f(core, key);
             }
@@ -283,12 +283,7 @@ impl<T> Drop for JoinHandle<T> {
         };
         if !task.is_finished() {
             // The task lives on; only its panic now has nowhere to go but the runtime.
-            context::with_core(|core| {
-                let mut tree = core.tree.borrow_mut();
-                if let Some(key) = tree.resolve(self.node) {
-                    tree.node_mut(key).join = JoinInterest::Dropped;
-                }
-            });
+            context::with_core(|core| core.handle_dropped(self.node));
             task.detach();
             return;
         }

@@ -131,11 +131,11 @@ where
 {
     let location = Location::caller();
     context::expect_core("spawn", |core| {
-        task::spawn_in(core, core.spawn_parent(), future, location, None)
+        task::spawn_in(core, core.open_spawn_parent(), future, location, None)
     })
 }
 
-/// Cancels the whole tree of the running runtime with reason `Shutdown`: what the first
+/// Cancels the whole tree of the current runtime with reason `Shutdown`: what the first
 /// SIGINT or SIGTERM does under `Builder::shutdown_on_signal`, started from code (a shutdown
 /// command, a fatal condition). Every task sees `Cancelled` at its next await point, runs its
 /// cleanup, and `block_on` returns once the tree has finished. Harmless twice.
@@ -174,14 +174,14 @@ where
 /// Outside a treeloop runtime.
 pub fn shutdown() {
     context::expect_core("shutdown", |core| {
-        core.cancel(core.root.get(), CancelReason::Shutdown)
+        core.cancel(core.root(), CancelReason::Shutdown)
     });
 }
 
 /// The ids of the task (or region, or shield) being polled and of its ancestors, innermost
-/// first, up to the root of the running `block_on`; empty outside a runtime. How code finds
-/// the part of the tree it runs in: `treeloop::sim` finds the host a socket belongs to as
-/// the nearest ancestor that is a host's task.
+/// first, up to the root of the `block_on` in progress; empty outside a runtime. How code
+/// finds the part of the tree it runs in: `treeloop::sim` finds the host a socket belongs
+/// to as the nearest ancestor that is a host's task.
 ///
 /// ```
 /// treeloop::block_on(async {
@@ -195,7 +195,7 @@ pub fn ancestry() -> Vec<TaskId> {
     context::with_core(|core| core.ancestry()).unwrap_or_default()
 }
 
-/// Records `message` in the running runtime's trace, if it keeps one (deterministic mode, or
+/// Records `message` in the current runtime's trace, if it keeps one (deterministic mode, or
 /// `record_trace`); nothing otherwise, and nothing outside a runtime. For simulators:
 /// `treeloop::sim::Net` records every message it sends and delivers, so the trace (and its
 /// hash) covers the network as well as the scheduling.
@@ -203,17 +203,14 @@ pub fn trace_message(message: LinkMessage) {
     context::with_core(|core| core.record(|| TraceEvent::Message(message)));
 }
 
-/// The seed the running runtime's scheduler draws from (`Builder::seed`; 0 when it was not
+/// The seed the current runtime's scheduler draws from (`Builder::seed`; 0 when it was not
 /// seeded), or `None` outside a runtime: for test code whose own seeded choices should
 /// change with the run's seed (`treeloop::sim::Net::new` seeds its faults with it).
 pub fn scheduling_seed() -> Option<u64> {
-    context::with_core(|core| {
-        core.seed_read.set(true);
-        core.seed
-    })
+    context::with_core(|core| core.read_seed())
 }
 
-/// A snapshot of the running tree: every task, region and shield with its id, name, spawn
+/// A snapshot of the live tree: every task, region and shield with its id, name, spawn
 /// location, state, parent and children (poll counts and times too, with diagnostics on).
 /// Its `Display` prints an indented tree. Iterative: any depth (R21).
 ///

@@ -73,7 +73,7 @@ impl Job {
 /// [`RunQueue::pop`]): 4,096 jobs, 64 KiB.
 const SHRINK_ABOVE: usize = 4096;
 
-/// What a drained queue keeps of its buffer: enough for an ordinary tick's worth of wakes
+/// What a drained queue keeps of its buffer: enough for an ordinary batch's worth of wakes
 /// without growing again.
 const KEEP: usize = 256;
 
@@ -135,7 +135,8 @@ impl RunQueue {
     pub(crate) fn pop(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
         let job = match &mut self.picker {
             Picker::Fifo => self.ready.pop_front(),
-            // Inline, like FIFO: a call's prologue and epilogue were a tenth of a pick.
+            // Optimisation: inline, like FIFO (a call's prologue and epilogue were a tenth of
+            // a pick); PCT and replays go through `RunQueue::pick`.
             Picker::Random(uniform) => {
                 let tree = tree.borrow();
                 let job = uniform.pop(|job| job.trace_id(&tree), Job::touch);
@@ -267,17 +268,19 @@ impl Shared {
         }
     }
 
-    /// A wake from a thread that is not running this runtime.
+    /// A wake from a thread on which this runtime is not current.
     pub(crate) fn push_remote(&self, job: Job) {
         if self.closed.load(Ordering::Acquire) {
             drop(job);
             return;
         }
         self.injector.push(job);
-        // Handshake with the loop (see `Executor::park_idle`): it sets `sleeping` and then
-        // looks at the injector; we push and then look at `sleeping`. With SeqCst on both
-        // sides at least one of us sees the other, so no wake is lost, and at most one
-        // syscall is made per sleep.
+        // Optimisation: unpark only a loop that sleeps. The model unparks at every remote
+        // wake (an eventfd write, a syscall); this handshake makes one per sleep of the
+        // loop, however many wakes arrive while it is awake. The loop (`park_idle` in
+        // executor.rs) sets `sleeping` and then looks at the injector; we push and then look
+        // at `sleeping`. With SeqCst on both sides at least one of us sees the other, so no
+        // wake is lost. Costs a reader: the two-sided protocol, which a plain unpark has not.
         if self.sleeping.swap(false, Ordering::SeqCst) {
             self.unparker.unpark();
         }

@@ -30,13 +30,36 @@ use crate::core::Core;
 use crate::join::JoinHandle;
 use crate::tree::{NodeKind, NodeRef, Phase, TaskId};
 
-/// What kind of region to open.
+/// What kind of region to open: the two kinds of region node in the tree (a dump shows them
+/// as `region` and `shield`).
+///
+/// ```
+/// use treeloop::task::{Region, RegionKind};
+///
+/// treeloop::block_on(async {
+///     let region = Region::open(RegionKind::Region);
+///     let shield = Region::open(RegionKind::Shield);
+///     // Cancelling the enclosing task would reach `region`, never `shield`; both can
+///     // be cancelled directly.
+///     region.cancel(treeloop::CancelReason::Explicit);
+///     assert!(region.cancellation().is_some());
+///     assert!(shield.cancellation().is_none());
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionKind {
-    /// Cancellable from above and directly: scopes and deadlines.
-    Cancel,
+    /// A cancel region: cancellable from above and directly (scopes and deadlines).
+    Region,
     /// Hides cancellation from above; only cancellable directly (R11).
     Shield,
+}
+
+#[allow(non_upper_case_globals)]
+impl RegionKind {
+    /// The old name of [`RegionKind::Region`], kept so code written against it still
+    /// compiles.
+    #[deprecated(note = "renamed `RegionKind::Region`, the tree's word for this node kind")]
+    pub const Cancel: RegionKind = RegionKind::Region;
 }
 
 /// An open region of the tree, owned by the future that opened it.
@@ -70,11 +93,11 @@ impl Region {
     pub fn open_at(kind: RegionKind, location: &'static Location<'static>) -> Region {
         let shield = kind == RegionKind::Shield;
         let kind = match kind {
-            RegionKind::Cancel => NodeKind::Region,
+            RegionKind::Region => NodeKind::Region,
             RegionKind::Shield => NodeKind::Shield,
         };
         context::expect_core("opening a shield, scope or timeout", |core| {
-            let parent = core.spawn_parent();
+            let parent = core.open_spawn_parent();
             let node = core.insert(Some(parent), kind, location, None);
             Region { node, shield }
         })
@@ -84,7 +107,7 @@ impl Region {
     /// [`crate::shield`]).
     pub(crate) fn adopt_shield(core: &Core, key: crate::tree::Key) -> Region {
         Region {
-            node: core.tree.borrow().node_ref(key),
+            node: core.tree().node_ref(key),
             shield: true,
         }
     }
@@ -103,11 +126,11 @@ impl Region {
     /// touched.
     pub fn enter<R>(&self, waker: &Waker, f: impl FnOnce() -> R) -> R {
         let core = self.core();
-        if !self.set_waker_in(&core, waker) {
+        if !core.set_region_waker(self.node, waker) {
             return f();
         }
         if self.shield {
-            // Shielded cleanup running counts as progress for the watchdog.
+            // A shielded cleanup being polled counts as progress for the watchdog.
             core.note_progress();
         }
         let _current = core.enter_node(self.node.key);
@@ -116,27 +139,13 @@ impl Region {
 
     /// Makes `waker` the one woken when the region is cancelled or its last child finishes.
     pub fn set_waker(&self, waker: &Waker) {
-        self.set_waker_in(&self.core(), waker);
-    }
-
-    /// [`set_waker`](Self::set_waker); `false` (and nothing written) when the region's node
-    /// is gone.
-    fn set_waker_in(&self, core: &Core, waker: &Waker) -> bool {
-        let mut tree = core.tree.borrow_mut();
-        let Some(key) = tree.resolve(self.node) else {
-            return false;
-        };
-        let node = tree.node_mut(key);
-        if !node.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            node.waker = Some(waker.clone());
-        }
-        true
+        self.core().set_region_waker(self.node, waker);
     }
 
     /// The region's own cancellation mark (from above, or direct).
     pub fn cancellation(&self) -> Option<Cancelled> {
         let core = self.core();
-        let tree = core.tree.borrow();
+        let tree = core.tree();
         let key = tree.resolve(self.node)?;
         tree.node(key).cancel.map(Cancelled::new)
     }
@@ -148,7 +157,7 @@ impl Region {
     /// an enclosing cancel win over its own (R15).
     pub fn enclosing_cancellation(&self) -> Option<Cancelled> {
         let core = self.core();
-        let tree = core.tree.borrow();
+        let tree = core.tree();
         let key = tree.resolve(self.node)?;
         let parent = tree.parent(key)?;
         tree.node(parent).cancel.map(Cancelled::new)
@@ -162,7 +171,7 @@ impl Region {
     /// Whether tasks spawned in the region (or in regions inside it) are still alive.
     pub fn has_children(&self) -> bool {
         let core = self.core();
-        let tree = core.tree.borrow();
+        let tree = core.tree();
         tree.resolve(self.node)
             .is_some_and(|key| tree.has_children(key))
     }
@@ -177,20 +186,7 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        context::with_core(|core| {
-            let key = core.tree.borrow().resolve(self.node);
-            let Some(key) = key else { return };
-            let has_children = {
-                let mut tree = core.tree.borrow_mut();
-                let node = tree.node_mut(key);
-                node.waker = None;
-                node.phase = Phase::Completing;
-                tree.has_children(key)
-            };
-            if !has_children {
-                core.finish(key);
-            }
-        });
+        context::with_core(|core| core.close_region(self.node));
     }
 }
 
@@ -242,7 +238,7 @@ impl RegionHandle {
         let node = self.node;
         context::with_core(|core| {
             let open = {
-                let tree = core.tree.borrow();
+                let tree = core.tree();
                 tree.resolve(node)
                     .filter(|&key| tree.node(key).phase == Phase::Active)
             };
@@ -259,7 +255,7 @@ impl RegionHandle {
     /// a no-op once the region has left the tree or outside its runtime.
     pub fn cancel(&self, reason: CancelReason) {
         context::with_core(|core| {
-            let key = core.tree.borrow().resolve(self.node);
+            let key = core.tree().resolve(self.node);
             if let Some(key) = key {
                 core.cancel(key, reason);
             }
@@ -269,7 +265,7 @@ impl RegionHandle {
     /// Whether the region still accepts spawns.
     pub fn is_open(&self) -> bool {
         context::with_core(|core| {
-            let tree = core.tree.borrow();
+            let tree = core.tree();
             tree.resolve(self.node)
                 .is_some_and(|key| tree.node(key).phase == Phase::Active)
         })

@@ -6,7 +6,7 @@
 //! # Ground rules
 //!
 //! - Nothing in the workspace prints on its own: every line goes through [`report`] or
-//!   [`report_message`], which hand a [`Report`] to the sink of the runtime running on this
+//!   [`report_message`], which hand a [`Report`] to the sink of the runtime current on this
 //!   thread (`Builder::report_sink`), or to stderr when it has none or no runtime runs.
 //!   The sink is this module's own thread-local, set while a runtime runs.
 //! - A report never panics the runtime: a closed stderr is ignored, and the sink is called
@@ -21,7 +21,7 @@ use std::rc::Rc;
 use crate::diag::{SlowPoll, StallReport, StuckTask, TreeDump};
 
 thread_local! {
-    /// The sink of the runtime running on this thread, if it has one: set and cleared with
+    /// The sink of the runtime current on this thread, if it has one: set and cleared with
     /// the runtime itself (`context::enter`), kept here so that reporting needs nothing of
     /// the runtime but this.
     static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };

@@ -13,16 +13,17 @@
 //!   behind `catch_unwind`.
 
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::cancel::CancelReason;
 use crate::core::Core;
 use crate::panic::Payload;
-use crate::tree::{Key, Phase};
+use crate::queue::Job;
+use crate::tree::Key;
 use crate::wake::RootWaker;
 
 /// The `block_on` future and what it needs to take its turn like a task.
@@ -42,7 +43,32 @@ pub(crate) struct RootTask<'a, F: Future> {
     pub(crate) outcome: Option<Result<F::Output, Payload>>,
 }
 
-impl<F: Future> RootTask<'_, F> {
+impl<'a, F: Future> RootTask<'a, F> {
+    /// Opens the root node of a run of `future`, started at `location`, with the root's
+    /// waker, and queues the root's first turn.
+    pub(crate) fn open(
+        core: &'a Core,
+        future: F,
+        location: &'static Location<'static>,
+    ) -> RootTask<'a, F> {
+        let key = core.open_root(location);
+        let queued = Arc::new(RootWaker {
+            queued: AtomicBool::new(true),
+            shared: core.shared().clone(),
+        });
+        core.push_job(Job::Root);
+        let waker = futures_task::waker(queued.clone());
+        core.set_waker(key, waker.clone());
+        RootTask {
+            core,
+            key,
+            queued,
+            waker,
+            future: Box::pin(Some(future)),
+            outcome: None,
+        }
+    }
+
     /// The root's turn: poll it like a task (current node, fresh budget, panics caught).
     pub(crate) fn poll(&mut self) {
         self.queued.queued.store(false, Ordering::SeqCst);
@@ -55,7 +81,7 @@ impl<F: Future> RootTask<'_, F> {
             let _budget = crate::coop::fresh_budget();
             #[cfg(feature = "tracing")]
             let _span = {
-                let id = self.core.tree.borrow().node(self.key).id;
+                let id = self.core.tree().node(self.key).id;
                 crate::events::poll_span(id)
             };
             let future = &mut self.future;
@@ -65,7 +91,7 @@ impl<F: Future> RootTask<'_, F> {
                     future.expect("polled after it returned").poll(&mut cx)
                 }))
             };
-            match &self.core.diag {
+            match self.core.diag() {
                 None => poll(),
                 Some(_) => self.core.observe_poll(self.key, poll),
             }
@@ -89,7 +115,7 @@ impl<F: Future> RootTask<'_, F> {
             (Ok(_), Err(payload)) => Err(payload),
         };
         // Like a task whose future returned, the root now only waits for its children.
-        self.core.tree.borrow_mut().node_mut(self.key).phase = Phase::Completing;
+        self.core.begin_completing(self.key);
         if outcome.is_err() {
             // The root failed: its children are cancelled; it re-raises after them.
             self.core.cancel(self.key, CancelReason::Failure);
@@ -138,4 +164,37 @@ pub(crate) fn report_extra_panics(rest: impl Iterator<Item = (Payload, String)>)
             crate::panic::panic_message(&payload)
         ));
     }
+}
+
+/// What a finished run raises, R17: the root future's panic, else the first panic nobody
+/// took from a handle; every other one is reported (not lost). Settled inside the last turn,
+/// where the runtime's report sink is current.
+pub(crate) fn settle<T>(root: Result<T, Payload>, core: &Core) -> Result<T, Payload> {
+    let mut panics = core.take_unhandled().into_iter();
+    let raised = match root {
+        Ok(value) => match panics.next() {
+            None => Ok(value),
+            Some((first, _)) => Err(first),
+        },
+        Err(root_panic) => Err(root_panic),
+    };
+    report_extra_panics(panics);
+    raised
+}
+
+/// Panics with the deadlock report: the park found that nothing can ever wake a task again
+/// (deterministic mode), yet tasks remain. `root` is the root future's outcome, if it has one.
+pub(crate) fn deadlock<T>(core: &Core, root: &Option<Result<T, Payload>>) -> ! {
+    let tree = core.dump();
+    let root_panic = match root {
+        Some(Err(payload)) => format!(
+            "\n(the block_on future had panicked before: {})",
+            crate::panic::panic_message(payload)
+        ),
+        _ => String::new(),
+    };
+    panic!(
+        "treeloop deadlock: no task can make progress (nothing is runnable, no timer is \
+         pending, no I/O or other thread can wake a task), yet tasks remain:\n{tree}{root_panic}"
+    );
 }

@@ -133,7 +133,7 @@ impl<F: Future> Future for Shield<F> {
             if frame::shields_are_lazy() {
                 let (host, id) = *this.host.get_or_insert_with(|| {
                     context::expect_core("polling a shield", |core| {
-                        (core.polled_ref(), core.tree.borrow_mut().reserve_id())
+                        (core.polled_ref(), core.reserve_id())
                     })
                 });
                 let shield = LazyShield { location, host, id };
@@ -201,7 +201,7 @@ impl Drop for LazyFrame<'_> {
 #[cold]
 fn adopt(slot: &mut Option<Region>, node: Key, replaced: Key) {
     context::with_core(|core| {
-        core.frame.replace(replaced);
+        core.restore_current(replaced);
         *slot = Some(Region::adopt_shield(core, node));
     });
 }

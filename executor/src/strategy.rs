@@ -24,8 +24,8 @@
 //! ([`Woken::ByItself`]). This is the fact async-task reports as
 //! `ScheduleInfo::woken_while_running`, observed one level up so that the `block_on` root
 //! (not an async-task task) is covered too. (A labelled simplification: a wake of the last
-//! job of a tick that arrives between its poll and the next pick, say a due timer in a
-//! non-blocking park after a full tick, counts as its own; an idle loop clears the mark, so
+//! job of a batch that arrives between its poll and the next pick, say a due timer in a
+//! non-blocking park after a full batch, counts as its own; an idle loop clears the mark, so
 //! a jump of virtual time never does.)
 
 use std::cmp::Ordering;
@@ -373,7 +373,7 @@ pub(crate) struct Pct<J> {
     taken: Schedule,
     /// The job handed out last, until a pick finds nothing ready: a job queued with its
     /// slot woke itself during its poll.
-    running: Option<HandedOut>,
+    last_handed_out: Option<HandedOut>,
 }
 
 /// What PCT remembers of the job it handed out last.
@@ -412,14 +412,14 @@ impl<J> Pct<J> {
             passed: 0,
             steps: 0,
             taken: Schedule::default(),
-            running: None,
+            last_handed_out: None,
         }
     }
 
     /// Queues `job`, whose slot (a key unique among live jobs) is `slot`. No tree access:
     /// this runs inside wakes.
     pub(crate) fn push(&mut self, job: J, slot: u64) {
-        let woken = if self.running.is_some_and(|last| last.slot == slot) {
+        let woken = if self.last_handed_out.is_some_and(|last| last.slot == slot) {
             Woken::ByItself
         } else {
             Woken::ByOther
@@ -449,7 +449,7 @@ impl<J> Pct<J> {
         for (job, why) in woken.drain(..) {
             // Optimisation: a job that woke itself is the one handed out last, whose number
             // and priority are at hand; only a job woken by another is looked up.
-            let (number, priority) = match (why, self.running) {
+            let (number, priority) = match (why, self.last_handed_out) {
                 (Woken::ByItself, Some(last)) => (last.number, self.yielded(others_ready)),
                 _ => {
                     let number = number(&job);
@@ -491,12 +491,12 @@ impl<J> Pct<J> {
         else {
             // Idle: whatever wakes a job from now on (a timer after a jump of virtual
             // time, say) is not that job's own poll.
-            self.running = None;
+            self.last_handed_out = None;
             return None;
         };
         // 3. Keep count of its yields in a row: they go on only if the job handed out
         //    last is picked again after waking itself.
-        let yields = match self.running {
+        let yields = match self.last_handed_out {
             Some(last) if last.number == number && woken == Woken::ByItself => last.yields,
             _ => 0,
         };
@@ -510,7 +510,7 @@ impl<J> Pct<J> {
                 *self.slot_mut(number) = priority;
             }
         }
-        self.running = Some(HandedOut {
+        self.last_handed_out = Some(HandedOut {
             slot: slot(&job),
             number,
             priority,
@@ -541,7 +541,7 @@ impl<J> Pct<J> {
     /// The priority of the job handed out last, which just yielded: its own, unless this
     /// is its [`SPIN_YIELDS`]th yield in a row with others ready, which drops it.
     fn yielded(&mut self, others_ready: bool) -> u64 {
-        let Some(mut job) = self.running else {
+        let Some(mut job) = self.last_handed_out else {
             unreachable!("only the job handed out last wakes itself");
         };
         if others_ready {
@@ -551,7 +551,7 @@ impl<J> Pct<J> {
                 job.priority = self.lowest();
                 *self.slot_mut(job.number) = job.priority;
             }
-            self.running = Some(job);
+            self.last_handed_out = Some(job);
         }
         job.priority
     }

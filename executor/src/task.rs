@@ -5,7 +5,7 @@
 //! which adds what the tree needs:
 //!
 //! ```text
-//!   Running ──future returned / panicked / aborted──> Completing ──last child finished──> done
+//!   Future ───future returned / panicked / aborted──> Completing ──last child finished──> done
 //!   (polls the future with the            (future already dropped;      (node removed,
 //!    task as the current node)             waits for its children)       output to the handle)
 //! ```
@@ -33,17 +33,17 @@ use pin_project_lite::pin_project;
 use crate::cancel::CancelReason;
 use crate::context;
 use crate::coop;
-use crate::core::{Core, Mode};
+use crate::core::Core;
 use crate::join::{JoinHandle, Outcome};
 use crate::panic::Payload;
 use crate::queue::Job;
-use crate::tree::{JoinInterest, Key, NodeKind, Phase};
+use crate::tree::{JoinInterest, Key, NodeKind};
 
 pin_project! {
     /// The future async-task polls for every spawned task.
     ///
     /// It does not store its node's key: the key is the task's async-task metadata, and
-    /// the loop hands it over in [`Core::running`] just before it runs the task. Stored
+    /// the loop hands it over in [`Core::task_to_poll`] just before it runs the task. Stored
     /// twice, it made the allocation 168 bytes (a 176-byte malloc chunk, with the
     /// spawn_memory benchmark's 88-byte future); now it is 152 (a 160-byte chunk).
     pub(crate) struct TaskFuture<F: Future> {
@@ -55,8 +55,8 @@ pin_project! {
 pin_project! {
     #[project = StageProj]
     enum Stage<F: Future> {
-        // The user's future has not returned.
-        Running { #[pin] future: F },
+        // The user's future has not returned: it is polled at each turn.
+        Future { #[pin] future: F },
         // The future is gone; the outcome waits here for the children to finish (`None`
         // while the future is being dropped, and after the outcome was returned).
         Completing { outcome: Option<Outcome<F::Output>> },
@@ -76,16 +76,16 @@ where
     F::Output: 'static,
 {
     let node = core.insert(Some(parent), NodeKind::Task, location, name);
-    let parent_ref = core.tree.borrow().node_ref(parent);
+    let parent_ref = core.tree().node_ref(parent);
     #[cfg(feature = "tracing")]
     {
         // Copied out first: a subscriber may call back into the runtime.
-        let name = core.tree.borrow().name(node.key).map(str::to_owned);
+        let name = core.tree().name(node.key).map(str::to_owned);
         crate::events::spawned(node.id, name.as_deref(), parent_ref.id, location);
     }
-    let shared = core.shared.clone();
+    let shared = core.shared().clone();
     let wrapped = TaskFuture {
-        stage: Stage::Running { future },
+        stage: Stage::Future { future },
     };
     // The task's key rides on the runnable: the loop passes it to the task's poll, and
     // traces and seeded strategies look the id up by it. (A key is 4 bytes where an id is
@@ -94,8 +94,8 @@ where
         move |_| wrapped,
         move |runnable| crate::wake::schedule(&shared, runnable),
     );
-    core.tree.borrow_mut().node_mut(node.key).waker = Some(runnable.waker());
-    core.queue.borrow_mut().push(Job::Task(runnable));
+    core.set_waker(node.key, runnable.waker());
+    core.push_job(Job::Task(runnable));
     JoinHandle::new(task.fallible(), node, parent_ref, location)
 }
 
@@ -109,17 +109,16 @@ impl<F: Future> Future for TaskFuture<F> {
             .expect("a treeloop task was polled outside its runtime (runtime bug)");
         // Read before anything else runs: only `Runnable::run` polls this future, and the
         // loop set this just before calling it.
-        let key = core.running.get();
+        let key = core.task_to_poll();
         debug_assert!(
-            core.tree
-                .borrow()
+            core.tree()
                 .get(key)
                 .is_some_and(|node| node.kind == NodeKind::Task),
-            "a task was polled without the loop naming it in Core::running (runtime bug)"
+            "a task was polled without the loop naming it in Core::task_to_poll (runtime bug)"
         );
         let start = start(&core, key);
         match stage.as_mut().project() {
-            StageProj::Running { future } => {
+            StageProj::Future { future } => {
                 let outcome = match start {
                     Start::Abort | Start::TearDown => Outcome::Aborted,
                     Start::Poll => {
@@ -127,10 +126,10 @@ impl<F: Future> Future for TaskFuture<F> {
                         let _budget = coop::fresh_budget();
                         #[cfg(feature = "tracing")]
                         let _span = {
-                            let id = core.tree.borrow().node(key).id;
+                            let id = core.tree().node(key).id;
                             crate::events::poll_span(id)
                         };
-                        let polled = match &core.diag {
+                        let polled = match core.diag() {
                             // Diagnostics off: the poll and nothing around it (the hot path).
                             None => panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))),
                             Some(_) => core.observe_poll(key, || {
@@ -146,11 +145,11 @@ impl<F: Future> Future for TaskFuture<F> {
                 };
                 let outcome = drop_future(&core, key, stage.as_mut(), outcome);
                 // (Read again: the drop ran user code.)
-                if core.mode.get() == Mode::TearingDown {
+                if core.is_tearing_down() {
                     return Poll::Ready(outcome);
                 }
                 let outcome = returned(&core, key, outcome);
-                if core.tree.borrow().has_children(key) {
+                if core.tree().has_children(key) {
                     // Woken again by `Tree::finish` when the last child goes.
                     stage.set(Stage::Completing {
                         outcome: Some(outcome),
@@ -158,11 +157,11 @@ impl<F: Future> Future for TaskFuture<F> {
                     return Poll::Pending;
                 }
                 // The common case: nothing left to wait for.
-                Poll::Ready(complete(&core, key, outcome))
+                Poll::Ready(finish(&core, key, outcome))
             }
             StageProj::Completing { outcome } => {
                 let tearing_down = start == Start::TearDown;
-                if !tearing_down && core.tree.borrow().has_children(key) {
+                if !tearing_down && core.tree().has_children(key) {
                     // A spurious wake: still waiting for the children.
                     return Poll::Pending;
                 }
@@ -172,7 +171,7 @@ impl<F: Future> Future for TaskFuture<F> {
                 if tearing_down {
                     return Poll::Ready(outcome);
                 }
-                Poll::Ready(complete(&core, key, outcome))
+                Poll::Ready(finish(&core, key, outcome))
             }
         }
     }
@@ -194,10 +193,9 @@ enum Start {
 /// Decides how the task at `key` starts its turn.
 #[inline]
 fn start(core: &Core, key: Key) -> Start {
-    if core.mode.get() == Mode::TearingDown {
+    if core.is_tearing_down() {
         Start::TearDown
-    } else if core.aborting.get() > 0 && core.tree.borrow().node(key).phase == Phase::Aborting {
-        // Optimisation: while no task is aborting (nearly always), the node is not read.
+    } else if core.is_aborting(key) {
         Start::Abort
     } else {
         Start::Poll
@@ -234,12 +232,12 @@ fn drop_future<F: Future>(
 
 /// The task and all its children are done: route a panic whose handle went away meanwhile,
 /// and remove the node (which wakes whoever waits for it to go).
-fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+fn finish<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
     // The handle may have been dropped while the children finished.
     let outcome = route_unobserved_panic(core, key, outcome);
     #[cfg(feature = "tracing")]
     {
-        let id = core.tree.borrow().node(key).id;
+        let id = core.tree().node(key).id;
         let how = match &outcome {
             Outcome::Returned(_) => "returned",
             Outcome::Panicked(_) | Outcome::Reported => "panicked",
@@ -247,8 +245,7 @@ fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
         };
         crate::events::completed(id, how);
     }
-    core.finish(key);
-    core.completed.set(core.completed.get() + 1);
+    core.finish_task(key);
     outcome
 }
 
@@ -256,13 +253,7 @@ fn complete<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
 /// its own children (nobody is left to use what they compute); a panic nobody can take from
 /// a handle is reported and cancels the parent's region (R17).
 fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
-    let phase = std::mem::replace(
-        &mut core.tree.borrow_mut().node_mut(key).phase,
-        Phase::Completing,
-    );
-    if phase == Phase::Aborting {
-        core.aborting.set(core.aborting.get() - 1);
-    }
+    core.begin_completing(key);
     match outcome {
         Outcome::Panicked(_) => core.cancel(key, CancelReason::Failure),
         Outcome::Aborted => core.cancel(key, CancelReason::Explicit),
@@ -285,7 +276,7 @@ fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outc
 /// [`route_unobserved_panic`] for a panic.
 #[cold]
 fn route_panic<T>(core: &Core, key: Key, payload: Payload) -> Outcome<T> {
-    let tree = core.tree.borrow();
+    let tree = core.tree();
     let node = tree.node(key);
     if node.join == JoinInterest::Handle {
         return Outcome::Panicked(payload);

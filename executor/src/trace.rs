@@ -446,7 +446,7 @@ fn unpack(word: u64) -> TraceEvent {
     }
 }
 
-/// Records events and keeps the running hash.
+/// Records events and keeps the hash of those so far.
 ///
 /// Optimisation: the trace runs on every poll of a seeded run, so it costs about what the
 /// poll does. Events are kept packed as one word each ([`pack`]), the first

@@ -85,7 +85,7 @@ pub(crate) enum NodeKind {
 /// Where a node is in its life. "Finished" is not a phase: a finished node is not in the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Task: its future has not returned. Region: its owner is still inside. Root: running.
+    /// Task or root: its future has not returned. Region: its owner is still inside.
     Active,
     /// Task: `abort()` was called; the future is dropped at its next poll.
     Aborting,
@@ -286,9 +286,18 @@ impl Tree {
         self.nodes[key as usize].first_child != NIL
     }
 
-    /// Number of live nodes (tasks, shields and roots).
+    /// Number of live nodes (tasks, regions, shields and roots).
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Number of live tasks: nodes of kind [`NodeKind::Task`]. A pass over the slab (not
+    /// kept as a count, which every insert and removal would pay for).
+    pub(crate) fn tasks(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.kind == NodeKind::Task)
+            .count()
     }
 
     /// Marks `start` and its subtree cancelled, stopping at shields and at nodes already
@@ -429,7 +438,7 @@ impl Tree {
         }
     }
 
-    /// The nodes without a parent: the root of each running `block_on`.
+    /// The nodes without a parent: the root of each `block_on` in progress.
     pub(crate) fn roots(&self) -> Vec<Key> {
         self.nodes
             .iter()

@@ -30,13 +30,13 @@ pub(crate) fn schedule(shared: &Arc<Shared>, runnable: Runnable<Key>) {
 pub(crate) fn schedule_job(shared: &Arc<Shared>, job: Job) {
     let mut pending = Some(job);
     context::with_core(|core| {
-        if Arc::ptr_eq(&core.shared, shared) {
+        if Arc::ptr_eq(core.shared(), shared) {
             if let Some(job) = pending.take() {
-                core.queue.borrow_mut().push(job);
+                core.push_job(job);
             }
         }
     });
-    // Another thread, or a runtime that is not running on this thread any more.
+    // Another thread, or a runtime that is not current on this thread any more.
     if let Some(job) = pending {
         shared.push_remote(job);
     }

@@ -274,7 +274,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Cancellation + 'static,
 {
-    let region = CancelOnDrop(Some(Region::open_at(RegionKind::Cancel, location)));
+    let region = CancelOnDrop(Some(Region::open_at(RegionKind::Region, location)));
     let state = Rc::new(ScopeState::new(region.get().handle(), policy));
 
     // 1. The body, inside the region, its panics caught. Boxed so it can be dropped as
@@ -283,11 +283,11 @@ where
         state: state.clone(),
     })));
     let body_result = std::future::poll_fn(|cx| {
-        let Some(running) = future.as_mut() else {
+        let Some(body_future) = future.as_mut() else {
             unreachable!("the body is polled until it returns, then dropped")
         };
         let polled = region.get().enter(cx.waker(), || {
-            panic::catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx)))
+            panic::catch_unwind(AssertUnwindSafe(|| body_future.as_mut().poll(cx)))
         });
         match polled {
             Ok(Poll::Pending) => Poll::Pending,

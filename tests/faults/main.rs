@@ -14,7 +14,7 @@
 //! - **the exact outcome**: which `JoinError` (panic, aborted, cancelled), which payload
 //!   `block_on` re-raises (checked by its message), at which virtual millisecond;
 //! - **no leak**: every instrumented future is dropped exactly once, the tree is empty
-//!   afterwards (`Runtime::live_tasks`), and no future kept a clone of the [`Ledger`];
+//!   afterwards (`Runtime::live_nodes`), and no future kept a clone of the [`Ledger`];
 //! - **a usable runtime**: a second `block_on` on the same `Runtime` runs a child on time.
 //!
 //! Tests named `bug_*` are regressions for runtime bugs this suite found; each bug is fixed,

@@ -207,7 +207,7 @@ impl Drop for SpawnOnDrop {
 /// with slab's "invalid key" and leaves an orphan node in the tree. Nothing is being polled
 /// then, so the current node is the "no node" sentinel `Key::MAX`; `Tree::insert` reads it as
 /// "no parent" and inserts a parentless node, then `spawn_in` panics on `node_ref(Key::MAX)`.
-/// The abort becomes a panic with an internal message, and `live_tasks()` stays 1 after
+/// The abort becomes a panic with an internal message, and `live_nodes()` stays 1 after
 /// `block_on` returned. (A `Drop` run inside `poll`, when an `async` block returns, works:
 /// the task is the current node then.)
 /// Expected: the spawned task is a child of the task being dropped (which waits for it), or
@@ -231,7 +231,7 @@ fn bug_spawn_from_the_drop_of_an_aborted_tasks_future_leaks_an_orphan_node() {
                 other => format!("{other:?}"),
             }
         });
-        (joined, rt.live_tasks())
+        (joined, rt.live_nodes())
     });
     assert_eq!((joined.as_str(), live_after), ("aborted", 0));
 }

@@ -246,7 +246,7 @@ pub type Stash = Rc<RefCell<Vec<Waker>>>;
 /// Asserts that `rt` still works after the fault: a fresh root is not cancelled, a child
 /// sleeps exactly 5 virtual ms and returns its value, and the tree is empty afterwards.
 pub fn assert_still_usable(rt: &Runtime) {
-    assert_eq!(rt.live_tasks(), 0, "the fault left nodes in the tree");
+    assert_eq!(rt.live_nodes(), 0, "the fault left nodes in the tree");
     let ledger = Ledger::new();
     let (root_mark, value, elapsed) = rt.block_on({
         let ledger = ledger.clone();
@@ -261,5 +261,5 @@ pub fn assert_still_usable(rt: &Runtime) {
     assert_eq!((root_mark, value, elapsed), (Ok(()), Ok(9), 5));
     assert_eq!(ledger.counts("fresh child").polls, 2);
     ledger.assert_each_dropped_once(&["fresh child"]);
-    assert_eq!(rt.live_tasks(), 0);
+    assert_eq!(rt.live_nodes(), 0);
 }

@@ -252,7 +252,7 @@ fn bug_a_region_outliving_an_unwound_block_on_does_not_touch_the_node_that_reuse
             task.await
         });
         assert_eq!(joined.unwrap(), 0, "cancelled before its first checkpoint");
-        assert_eq!(rt.live_tasks(), 0);
+        assert_eq!(rt.live_nodes(), 0);
         assert_still_usable(&rt);
     });
 }

@@ -223,7 +223,7 @@ fn a_thousand_misbehaving_connections_then_a_root_cancel_clean_up_every_task_and
         }
         (fds_at_peak, farewells, clients.connected.get())
     });
-    assert_eq!(runtime.live_tasks(), 0, "the whole tree finished");
+    assert_eq!(runtime.live_nodes(), 0, "the whole tree finished");
     drop(runtime);
     let fds_after = open_fds();
     let endings = server.endings.take();

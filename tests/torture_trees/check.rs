@@ -43,8 +43,8 @@ pub struct Run {
     ended: std::thread::Result<NodeResult>,
     /// Everything the runtime reported.
     reports: Vec<String>,
-    /// `Runtime::live_tasks()` after `block_on`.
-    live_tasks: usize,
+    /// `Runtime::live_nodes()` after `block_on`.
+    live_nodes: usize,
 }
 
 /// Runs `plan` on a fresh runtime, catching the panic `block_on` may re-raise.
@@ -53,14 +53,14 @@ pub fn run_plan(plan: &Rc<Plan>, order: Order) -> Run {
     let reports = Rc::new(RefCell::new(Vec::new()));
     let rt = runtime(order, &reports);
     let ended = panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(root(harness.clone()))));
-    let live_tasks = rt.live_tasks();
+    let live_nodes = rt.live_nodes();
     drop(rt);
     let reports = reports.take();
     Run {
         harness,
         ended,
         reports,
-        live_tasks,
+        live_nodes,
     }
 }
 
@@ -70,7 +70,7 @@ pub fn problems(plan: &Plan, expected: &Expected, run: &Run) -> Vec<String> {
         harness,
         ended,
         reports,
-        live_tasks,
+        live_nodes,
     } = run;
     let mut problems = Vec::new();
     let mut surfaced = Vec::new();
@@ -161,9 +161,9 @@ pub fn problems(plan: &Plan, expected: &Expected, run: &Run) -> Vec<String> {
     }
 
     problems.extend(log.violations.iter().cloned());
-    if *live_tasks != 0 {
+    if *live_nodes != 0 {
         problems.push(format!(
-            "{live_tasks} tree nodes still alive after block_on"
+            "{live_nodes} tree nodes still alive after block_on"
         ));
     }
     for (id, task) in harness.tasks.borrow().iter().enumerate() {

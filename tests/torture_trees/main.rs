@@ -20,7 +20,7 @@
 //!   before every task below it had finished (R2, R4);
 //! - every panic payload surfaced exactly once: re-raised by `block_on`, taken from a join,
 //!   or reported to the runtime's report sink (R17);
-//! - `Runtime::live_tasks()` is zero afterwards.
+//! - `Runtime::live_nodes()` is zero afterwards.
 //!
 //! # Why the oracle can be exact
 //!

@@ -10,8 +10,9 @@
 //! - A dump only reads: it borrows the tree and the run queue immutably for the walk and
 //!   copies what it needs (names included), so the `TreeDump` holds no reference into the
 //!   runtime and may outlive it.
-//! - It can be taken from anywhere on the loop thread, a running task included: that task
-//!   and the regions it is inside show as "running".
+//! - It can be taken from anywhere on the loop thread, the task being polled included: that
+//!   task and the regions it is inside show as "running" (the one meaning of the word in
+//!   the executor: being polled right now).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

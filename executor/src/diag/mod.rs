@@ -1,4 +1,4 @@
-//! Seeing inside a running tree (SPEC §6): per-task statistics, the tree dump, the slow-poll
+//! Seeing inside a live tree (SPEC §6): per-task statistics, the tree dump, the slow-poll
 //! warning and the stuck-cancellation watchdog.
 //!
 //! # Ground rules
@@ -301,7 +301,7 @@ pub(crate) struct Seen<'a> {
     pub(crate) tree: &'a Tree,
     /// The local run queue (which tasks are scheduled).
     pub(crate) queue: &'a RunQueue,
-    /// The running `block_on`'s root.
+    /// The root of the `block_on` in progress.
     pub(crate) root: Key,
     /// The node being polled (`frame::NO_NODE` between polls).
     pub(crate) current: Key,

@@ -129,7 +129,7 @@ impl Net {
             treeloop_executor::in_runtime(),
             "sim::Net::with_seed called outside a treeloop runtime: make it inside block_on"
         );
-        let region = Region::open(RegionKind::Cancel);
+        let region = Region::open(RegionKind::Region);
         let world = Rc::new(RefCell::new(World::new(seed, region.handle())));
         TaskBuilder::new()
             .name("sim net pump")

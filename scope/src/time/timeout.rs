@@ -171,7 +171,7 @@ enum Deadline {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// The body runs; the deadline has not passed.
-    Running,
+    BeforeDeadline,
     /// The deadline passed and the region was cancelled; the body is cleaning up.
     Expired,
 }
@@ -188,7 +188,7 @@ pin_project! {
         armed: Option<(Region, Timer)>,
         // The body's output, kept while tasks spawned in the region finish.
         output: Option<F::Output>,
-        // Running or expired.
+        // Before the deadline, or expired.
         phase: Phase,
         // Where `timeout` was called.
         location: &'static Location<'static>,
@@ -202,7 +202,7 @@ impl<F: Future> Timeout<F> {
             deadline,
             armed: None,
             output: None,
-            phase: Phase::Running,
+            phase: Phase::BeforeDeadline,
             location,
         }
     }
@@ -219,11 +219,11 @@ impl<F: Future> Future for Timeout<F> {
                 Deadline::After(duration) => Instant::now().saturating_add(duration),
                 Deadline::At(at) => at,
             };
-            let region = Region::open_at(RegionKind::Cancel, location);
+            let region = Region::open_at(RegionKind::Region, location);
             (region, Timer::at(at).named("timeout"))
         });
         // The deadline first: a zero timeout cancels before the body runs at all.
-        if *this.phase == Phase::Running && timer.poll_expired(cx).is_ready() {
+        if *this.phase == Phase::BeforeDeadline && timer.poll_expired(cx).is_ready() {
             *this.phase = Phase::Expired;
             region.cancel(CancelReason::Deadline);
         }
@@ -249,7 +249,7 @@ impl<F: Future> Future for Timeout<F> {
         let output = this.output.take().expect("set when the body returned");
         Poll::Ready(match this.phase {
             Phase::Expired if !outside => Err(Elapsed { deadline }),
-            Phase::Running | Phase::Expired => Ok(output),
+            Phase::BeforeDeadline | Phase::Expired => Ok(output),
         })
     }
 }

@@ -77,6 +77,19 @@ const SHRINK_ABOVE: usize = 4096;
 /// without growing again.
 const KEEP: usize = 256;
 
+/// [`RunQueue::push`] under Random or PCT.
+#[inline(never)]
+fn push_seeded(picker: &mut Picker<Job>, job: Job) {
+    match picker {
+        Picker::Pct(pct) => {
+            let slot = job.slot();
+            pct.push(job, slot);
+        }
+        Picker::Random(uniform) => uniform.push(job),
+        Picker::Fifo | Picker::Replay(_) => unreachable!("RunQueue::push keeps these itself"),
+    }
+}
+
 /// Runnable jobs of the loop thread, in wake order.
 ///
 /// By default a plain FIFO: a task woken while it runs goes to the back like any other, so
@@ -112,16 +125,15 @@ impl RunQueue {
         }
     }
 
-    #[inline]
+    /// Queues `job`: at the back under FIFO (and a replay), else where the strategy keeps
+    /// its jobs. Inlined into the wake (every wake comes here); the seeded strategies' own
+    /// pushes are not.
+    #[inline(always)]
     pub(crate) fn push(&mut self, job: Job) {
         self.queued += 1;
         match &mut self.picker {
-            Picker::Pct(pct) => {
-                let slot = job.slot();
-                pct.push(job, slot);
-            }
-            Picker::Random(uniform) => uniform.push(job),
-            _ => self.ready.push_back(job),
+            Picker::Fifo | Picker::Replay(_) => self.ready.push_back(job),
+            picker => push_seeded(picker, job),
         }
     }
 

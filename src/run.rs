@@ -51,7 +51,7 @@ impl<E: Debug> CheckOutcome for Result<(), E> {
 /// How a run failed.
 pub(crate) enum Failed {
     /// It panicked.
-    Panicked(Box<dyn std::any::Any + Send>),
+    Panicked(treeloop_executor::Payload),
     /// It returned `Err`.
     Returned(String),
 }

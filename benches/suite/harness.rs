@@ -245,12 +245,13 @@ impl fmt::Display for Report {
         writeln!(f, "\nTargets, treeloop's medians:\n")?;
         for row in &self.rows {
             let ratio = row.ratio_to_best_peer(Runtime::Treeloop);
+            let limit = row.metric.best_peer;
             writeln!(
                 f,
-                "- {}: {ratio:.3}x the best peer ({}), target ≤ 1.0: {}",
+                "- {}: {ratio:.3}x the best peer ({}), target ≤ {limit}: {}",
                 row.metric.name,
                 row.best_peer().name(),
-                verdict(ratio <= 1.0)
+                verdict(ratio <= limit)
             )?;
             let treeloop = row.median(Runtime::Treeloop);
             match row.metric.target {

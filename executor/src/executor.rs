@@ -3,7 +3,7 @@
 //! # Ground rules
 //!
 //! - One thread. [`Core`] lives in an `Rc` on the loop thread; other threads only ever reach
-//!   [`Shared`] through wakers.
+//!   [`Shared`](crate::queue::Shared) through wakers.
 //! - No `RefCell` borrow of the core is held while user code runs: a borrow is taken, a fact
 //!   read or a node changed, and the borrow ends before any poll, drop or wake.
 //! - `block_on` returns only when the root future has returned *and* the root node has no

@@ -33,7 +33,7 @@ impl Core {
         result
     }
 
-    /// Stamps progress on the task being polled (see [`Diag::progress`]).
+    /// Stamps progress on the task being polled (see [`Diag::progress`](crate::diag::Diag::progress)).
     #[inline]
     pub(crate) fn note_progress(&self) {
         if let Some(diag) = &self.policy.diag {
@@ -41,7 +41,7 @@ impl Core {
         }
     }
 
-    /// The task being polled is told of its cancellation (see [`Diag::saw_cancel`]).
+    /// The task being polled is told of its cancellation (see [`Diag::saw_cancel`](crate::diag::Diag::saw_cancel)).
     #[inline]
     pub(crate) fn note_saw_cancel(&self) {
         if let Some(diag) = &self.policy.diag {

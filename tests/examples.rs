@@ -30,7 +30,7 @@ mod examples;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 
 use examples::{PATIENCE, Pipe, Running};
@@ -147,36 +147,60 @@ enum Ended {
 const RST_CLIENTS: usize = 300;
 const REQUEST: usize = 64;
 
-/// A client that keeps two requests in flight until the server ends the stream; says on
-/// `ready` when its first echo came back. Hangs up once it has read the end of the stream,
-/// so nothing is left unread on its side either.
-fn busy_client(addr: SocketAddr, ready: mpsc::Sender<()>) -> Ended {
+/// A client that makes one round trip, says so on `ready`, waits at `start` for every other
+/// client, then keeps two requests in flight until the server ends the stream (saying on
+/// `busy` once it has written them). Hangs up once it has read the end of the stream, so
+/// nothing is left unread on its side either.
+fn busy_client(
+    addr: SocketAddr,
+    ready: mpsc::Sender<()>,
+    start: &Barrier,
+    busy: mpsc::Sender<()>,
+) -> Ended {
     let mut stream = connect(addr);
-    match keep_busy(&mut stream, &ready) {
+    match keep_busy(&mut stream, &ready, start, &busy) {
         Ok(()) => Ended::EndOfStream,
         Err(err) => classify(err),
     }
 }
 
 /// The busy client's loop; `Ok` once it read the end of the stream.
-fn keep_busy(stream: &mut TcpStream, ready: &mpsc::Sender<()>) -> io::Result<()> {
+fn keep_busy(
+    stream: &mut TcpStream,
+    ready: &mpsc::Sender<()>,
+    start: &Barrier,
+    busy: &mpsc::Sender<()>,
+) -> io::Result<()> {
     let request = [b'x'; REQUEST];
-    let (mut sent, mut received, mut said_ready) = (0, 0, false);
     let mut buf = [0; 4096];
-    loop {
-        // Two requests unanswered at all times, so the server always has bytes to read.
-        // (`received` may pass `sent`: graceful_shutdown's goodbye comes on top.)
-        while sent < received + 2 * REQUEST {
-            stream.write_all(&request)?;
-            sent += REQUEST;
-        }
+    // 1. One round trip, then wait for the others: clients that kept the server busy while
+    //    the last ones still connected starved those (the demo logs every echo) on a loaded
+    //    2-core machine.
+    stream.write_all(&request)?;
+    let (mut sent, mut received) = (REQUEST, 0);
+    while received < REQUEST {
         match stream.read(&mut buf)? {
             0 => return Ok(()),
             n => received += n,
         }
-        if !said_ready {
-            said_ready = true;
-            let _ = ready.send(());
+    }
+    let _ = ready.send(());
+    start.wait();
+    // 2. Busy: two requests unanswered at all times, so the server always has bytes to
+    //    read. (`received` may pass `sent`: graceful_shutdown's goodbye comes on top.)
+    let mut said_busy = false;
+    loop {
+        while sent < received + 2 * REQUEST {
+            stream.write_all(&request)?;
+            sent += REQUEST;
+        }
+        if !said_busy {
+            said_busy = true;
+            let _ = busy.send(());
+        }
+        match stream.read(&mut buf)? {
+            0 => return Ok(()),
+            n => received += n,
         }
     }
 }
@@ -188,28 +212,37 @@ fn classify(err: io::Error) -> Ended {
     }
 }
 
-/// 300 busy clients against `server`; SIGINT once each has had an echo; every client must
-/// see the end of the stream, none a reset; the server exits 0. Returns the server, exited.
+/// 300 busy clients against `server`; SIGINT once each has had an echo and then written its
+/// two requests in flight; every client must see the end of the stream, none a reset; the
+/// server exits 0. Returns the server, exited.
 fn shuts_down_without_resets(mut server: Running) -> Running {
     let addr = server.listening_on("echo server on ");
     let (ready, readiness) = mpsc::channel();
+    let (busy, busyness) = mpsc::channel();
     let (done, outcomes) = mpsc::channel();
+    // Every client and this thread: the clients turn busy together, once all are connected.
+    let start = Arc::new(Barrier::new(RST_CLIENTS + 1));
     for _ in 0..RST_CLIENTS {
-        let (ready, done) = (ready.clone(), done.clone());
+        let (ready, busy, done, start) = (ready.clone(), busy.clone(), done.clone(), start.clone());
         thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || done.send(busy_client(addr, ready)))
+            .spawn(move || done.send(busy_client(addr, ready, &start, busy)))
             .expect("start a client thread");
     }
     drop(done);
-    // 300 clients at once on a loaded 2-core machine: more patience than a single wait
-    // (the last client's first echo has taken over 20 s on CI).
+    // 300 clients at once on a loaded 2-core machine: more patience than a single wait.
     for n in 0..RST_CLIENTS {
         if readiness.recv_timeout(3 * PATIENCE).is_err() {
             panic!(
                 "only {n} of {RST_CLIENTS} clients got an echo\n{}",
                 server.transcript()
             );
+        }
+    }
+    start.wait();
+    for n in 0..RST_CLIENTS {
+        if busyness.recv_timeout(PATIENCE).is_err() {
+            panic!("only {n} of {RST_CLIENTS} clients have requests in flight");
         }
     }
     server.interrupt();

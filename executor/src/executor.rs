@@ -22,11 +22,9 @@
 //!  └───────────────────────────────────────────────────────────────────────────────────────
 //! ```
 //!
-//! One pass is [`Stepper::step`], and it returns a [`Tick`]: what the turn did (jobs
-//! polled, tasks completed, wakes) and what it left (jobs still runnable, the next timer,
-//! whether the run finished). [`Executor::block_on`] is [`Executor::start`] and then steps
-//! until the run finishes, so a test or a learner stepping a run sees exactly the turns
-//! `block_on` takes.
+//! One pass is [`Stepper::step`], which returns a [`Tick`] (what the turn did and left).
+//! [`Executor::block_on`] is [`Executor::start`], then the same turns until the run finishes:
+//! a test or a learner stepping a run sees exactly the turns `block_on` takes.
 //!
 //! Read next: [`crate::checkpoint`], the await points where a cancelled task hears of it.
 
@@ -61,13 +59,12 @@ pub struct Tick {
     pub polled: usize,
     /// Tasks that completed (returned, panicked or were aborted, and had no child left).
     pub completed: usize,
-    /// Jobs that the polls put in the run queue: wakes (a task's own yield too) and tasks
-    /// spawned.
+    /// Jobs the polls put in the run queue: wakes (a task's own yield too), tasks spawned.
     pub woken: usize,
     /// Wakes from other threads moved into the local queue before the polls.
     pub injected: usize,
-    /// Jobs were still runnable when the polls stopped (the batch limit was reached, or the
-    /// last polls woke somebody), so the park after them did not wait.
+    /// Jobs were still runnable after the batch (its limit reached, or its last polls woke
+    /// somebody), so the park after it did not wait.
     pub has_remaining: bool,
     /// How long until the earliest timer is due, on the runtime's clock, as the park found
     /// it before parking (`None`: no timer pending, or a [`Park`] without timers).
@@ -160,19 +157,24 @@ impl Executor {
         park: &mut P,
         location: &'static Location<'static>,
     ) -> F::Output {
-        context::assert_outside();
         let mut run = self.start_at(future, location);
-        while !run.step(park).finished {}
+        {
+            // Entered once for every turn. Nobody reads `block_on`'s ticks, so its turns do
+            // not ask the park for its next deadline (a clock read, a timer-heap borrow).
+            let _context = context::enter(self.core.clone());
+            while !run.turn(park, Deadline::Skip).finished {}
+        }
         run.finish(park)
     }
 
     /// Starts `future` as the root of a task tree without running anything: the
-    /// [`Stepper`] runs the loop one turn at a time, for a test or a learner that wants to
-    /// see each turn. `block_on` is `start`, then [`Stepper::step`] until the run finishes.
+    /// [`Stepper`] runs the loop one turn at a time, for a test or a learner (`block_on` is
+    /// `start`, then the same turns until the run finishes).
     ///
     /// # Panics
     ///
-    /// When this executor already has a run in progress (another `Stepper` not finished or
+    /// Inside a treeloop runtime current on this thread (as a nested `block_on`), and when
+    /// this executor already has a run in progress (another `Stepper` not finished or
     /// dropped yet).
     #[track_caller]
     pub fn start<F: Future>(&self, future: F) -> Stepper<'_, F> {
@@ -185,6 +187,7 @@ impl Executor {
         future: F,
         location: &'static Location<'static>,
     ) -> Stepper<'_, F> {
+        context::assert_outside();
         let core = &*self.core;
         assert!(
             core.tree().len() == 0,
@@ -209,6 +212,15 @@ impl Drop for Executor {
         // Whatever was woken meanwhile has no future left: just free it.
         while self.core.shared().injector.pop().is_some() {}
     }
+}
+
+/// Whether a turn asks the park for its next deadline ([`Tick::next_deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// A `Stepper::step`, whose caller reads the tick.
+    Ask,
+    /// `block_on`'s turns, whose ticks nobody reads.
+    Skip,
 }
 
 /// Where a [`Stepper`]'s run is.
@@ -237,25 +249,25 @@ pub struct Stepper<'e, F: Future> {
 }
 
 impl<F: Future> Stepper<'_, F> {
-    /// Takes one turn of the loop and says what it did (see the module docs' phases):
+    /// Takes one turn of the loop (the module docs' four phases: the batch; finished?; the
+    /// watchdog; the park, which waits for a timer, I/O or a wake when nothing is runnable,
+    /// or jumps virtual time) and says what it did.
     ///
-    /// 1. the batch: remote wakes move into the local queue, then up to 61 jobs run;
-    /// 2. if the root future has returned and no node is left under it, the run is finished
-    ///    ([`Tick::finished`]) and nothing else happens;
-    /// 3. the stuck-cancellation watchdog, when diagnostics are on and a check is due;
-    /// 4. the park: a look at events if jobs are still runnable, else a wait for one (a
-    ///    timer, I/O, a wake from another thread; with virtual time the clock jumps to the
-    ///    next deadline instead).
-    ///
-    /// The turn that finishes the run settles what it raises (R17: the root future's panic,
-    /// else the first panic nobody took from a handle; the others are reported then). After
-    /// the run finished, a step does nothing and says `finished` again.
+    /// The finishing turn settles what the run raises (R17; other panics are reported then).
+    /// After the run finished, a step does nothing and says `finished` again.
     ///
     /// # Panics
     ///
     /// When nothing can ever wake a task again and the park reports it (a deadlock, in
     /// deterministic mode), and when called again after a turn panicked.
     pub fn step<P: Park>(&mut self, park: &mut P) -> Tick {
+        let _context = context::enter(self.executor.core.clone());
+        self.turn(park, Deadline::Ask)
+    }
+
+    /// [`Stepper::step`] with the runtime already current on this thread; `deadline` says
+    /// whether to fill in [`Tick::next_deadline`].
+    fn turn<P: Park>(&mut self, park: &mut P, deadline: Deadline) -> Tick {
         match self.state {
             State::InProgress => {}
             State::Finished => {
@@ -269,9 +281,7 @@ impl<F: Future> Stepper<'_, F> {
                  the Stepper (which tears its tree down)"
             ),
         }
-        let executor = self.executor;
-        let _context = context::enter(executor.core.clone());
-        let core = &*executor.core;
+        let core = &*self.executor.core;
         let Stepper { root, state, .. } = self;
         let key = root.key;
         // Broken unless the turn ends normally.
@@ -302,7 +312,9 @@ impl<F: Future> Stepper<'_, F> {
         core.watch();
         // 4. Park: block only when nothing at all is runnable.
         tick.has_remaining = core.has_runnable();
-        tick.next_deadline = park.next_deadline();
+        if deadline == Deadline::Ask {
+            tick.next_deadline = park.next_deadline();
+        }
         let request = if tick.has_remaining {
             park.park(ParkMode::NoWait)
         } else {
@@ -375,10 +387,9 @@ fn park_idle<P: Park>(core: &Core, park: &mut P) -> ParkRequest {
     shared.sleeping.store(true, Ordering::SeqCst);
     let request = if shared.injector.is_empty() {
         // With a watchdog check pending, come back for it even if nothing happens.
-        let check = core.diag().and_then(|diag| {
-            let due = diag.next_check()?;
-            Some(due.saturating_sub(diag.now()))
-        });
+        let check = core
+            .diag()
+            .and_then(|diag| Some(diag.next_check()?.saturating_sub(diag.now())));
         park.park(check.map_or(ParkMode::Wait, ParkMode::WaitAtMost))
     } else {
         ParkRequest::Continue

@@ -10,17 +10,23 @@
 //!   yield) and parents drain their `JoinSet` before returning.
 //! - async-executor: drop the root's `Task`, which drops the children's, which drop the
 //!   leaves'; cleanup is a synchronous `Drop` guard, as async cleanup cannot run there.
+//! - the async-task floor: tokio's shape with the least bookkeeping that does it: one shared
+//!   flag and the leaves' wakers in one `Vec` instead of a token per task, and each parent
+//!   awaiting its children's handles in order instead of a `JoinSet`; leaves run the same
+//!   async cleanup (one yield).
 //!
 //! A counter of finished cleanups must reach `children * leaves`. Setup (spawning, and
 //! waiting until every leaf is parked) is not timed. Unit: ns per leaf.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::{Runtime, per_unit, tokio_runtime, treeloop_runtime};
+use super::{Runtime, floor, per_unit, tokio_runtime, treeloop_runtime};
 
 /// Runs one sample; returns ns per leaf from the cancel to the last cleanup.
 pub fn run(runtime: Runtime, children: usize, leaves: usize) -> f64 {
@@ -29,6 +35,7 @@ pub fn run(runtime: Runtime, children: usize, leaves: usize) -> f64 {
         Runtime::Treeloop => on_treeloop(children, leaves),
         Runtime::Tokio => on_tokio(children, leaves),
         Runtime::AsyncExecutor => on_async_executor(children, leaves),
+        Runtime::Floor => on_floor(children, leaves),
     };
     assert_eq!(cleaned, total, "cancel_tree: a leaf missed its cleanup");
     per_unit(elapsed, total)
@@ -178,4 +185,84 @@ fn on_async_executor(children: usize, leaves: usize) -> (Duration, usize) {
         }
         (start.elapsed(), cleaned.get())
     }))
+}
+
+/// The floor's cancel signal: a flag, and the wakers of the tasks waiting for it.
+#[derive(Default)]
+struct Signal {
+    set: Cell<bool>,
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.set.get() {
+                Poll::Ready(())
+            } else {
+                self.waiting.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    fn raise(&self) {
+        self.set.set(true);
+        for waker in self.waiting.take() {
+            waker.wake();
+        }
+    }
+}
+
+fn on_floor(children: usize, leaves: usize) -> (Duration, usize) {
+    use futures_lite::future::yield_now;
+    let started = Rc::new(Cell::new(0));
+    let cleaned = Rc::new(Cell::new(0));
+    let signal = Rc::new(Signal::default());
+    floor::block_on({
+        let cleaned = cleaned.clone();
+        async move {
+            let root = floor::spawn({
+                let (signal, started, cleaned) = (signal.clone(), started.clone(), cleaned.clone());
+                async move {
+                    let child_tasks: Vec<_> = (0..children)
+                        .map(|_| {
+                            let (signal, started, cleaned) =
+                                (signal.clone(), started.clone(), cleaned.clone());
+                            floor::spawn(async move {
+                                let leaf_tasks: Vec<_> = (0..leaves)
+                                    .map(|_| {
+                                        let (signal, started, cleaned) =
+                                            (signal.clone(), started.clone(), cleaned.clone());
+                                        floor::spawn(async move {
+                                            started.set(started.get() + 1);
+                                            signal.wait().await;
+                                            yield_now().await;
+                                            cleaned.set(cleaned.get() + 1);
+                                        })
+                                    })
+                                    .collect();
+                                signal.wait().await;
+                                for leaf in leaf_tasks {
+                                    leaf.await;
+                                }
+                            })
+                        })
+                        .collect();
+                    signal.wait().await;
+                    for child in child_tasks {
+                        child.await;
+                    }
+                }
+            });
+            while started.get() < children * leaves {
+                yield_now().await;
+            }
+            let start = Instant::now();
+            signal.raise();
+            root.await;
+            (start.elapsed(), cleaned.get())
+        }
+    })
 }

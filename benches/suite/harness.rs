@@ -26,6 +26,8 @@ pub struct Options {
     pub mode: Mode,
     /// The workloads selected (all by default).
     pub workloads: Vec<Workload>,
+    /// `--scaling`: per-task cost at three task counts instead of the side-by-side table.
+    pub scaling: bool,
 }
 
 impl Options {
@@ -36,26 +38,43 @@ impl Options {
         let mut bench = false;
         let mut mode = None;
         let mut workloads = Vec::new();
+        let mut scaling = false;
         for arg in args {
             match arg.as_str() {
                 "--bench" => bench = true,
+                "--scaling" => scaling = true,
                 "--quick" => mode = Some(Mode::Quick),
                 "--smoke" => mode = Some(Mode::Smoke),
                 name => workloads.push(Workload::from_name(name).ok_or_else(|| {
                     let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
                     format!(
-                        "unknown argument {name:?}: expected --quick, --smoke or a workload \
-                         name ({})",
+                        "unknown argument {name:?}: expected --quick, --smoke, --scaling or a \
+                         workload name ({})",
                         names.join(", ")
                     )
                 })?),
+            }
+        }
+        if scaling {
+            if let Some(other) = workloads.iter().find(|w| !Workload::SCALING.contains(w)) {
+                return Err(format!(
+                    "--scaling runs spawn_join, cancel_tree and spawn_memory, not {}",
+                    other.name()
+                ));
+            }
+            if workloads.is_empty() {
+                workloads = Workload::SCALING.to_vec();
             }
         }
         if workloads.is_empty() {
             workloads = Workload::ALL.to_vec();
         }
         let mode = mode.unwrap_or(if bench { Mode::Full } else { Mode::Smoke });
-        Ok(Options { mode, workloads })
+        Ok(Options {
+            mode,
+            workloads,
+            scaling,
+        })
     }
 }
 
@@ -68,29 +87,31 @@ pub fn main() {
         eprintln!("side_by_side: {err}");
         std::process::exit(2)
     });
-    print!("{}", run(&options));
+    if options.scaling {
+        print!("{}", scaling(&options));
+    } else {
+        print!("{}", run(&options));
+    }
 }
 
 /// Runs every selected workload, interleaved, and returns the report.
 pub fn run(options: &Options) -> Report {
     let mode = options.mode;
-    let sizes = mode.sizes();
     let total_rounds = mode.warmup_rounds() + mode.rounds();
     let mut rows = Vec::new();
     for &workload in &options.workloads {
         let metrics = workload.metrics();
         // samples[metric][runtime]: one value per measured round.
-        let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; metrics.len()];
+        let mut samples = vec![[(); Runtime::ALL.len()].map(|()| Vec::new()); metrics.len()];
         for round in 0..total_rounds {
             eprintln!("{}: round {}/{total_rounds}", workload.name(), round + 1);
             for offset in 0..Runtime::ALL.len() {
                 let index = (round + offset) % Runtime::ALL.len();
                 let runtime = Runtime::ALL[index];
-                let values = if workload.needs_fresh_process() && mode != Mode::Smoke {
-                    sample_in_child(workload, runtime, mode)
-                } else {
-                    workload.run(runtime, &sizes)
-                };
+                if !workload.runs_on(runtime) {
+                    continue;
+                }
+                let values = sample(workload, runtime, mode, None);
                 if round >= mode.warmup_rounds() {
                     for (metric, value) in values.into_iter().enumerate() {
                         samples[metric][index].push(value);
@@ -101,17 +122,36 @@ pub fn run(options: &Options) -> Report {
         for (&metric, per_runtime) in metrics.iter().zip(samples) {
             rows.push(Row {
                 metric,
-                stats: per_runtime.map(Stats::of),
+                stats: per_runtime.map(|values| (!values.is_empty()).then(|| Stats::of(values))),
             });
         }
     }
     Report { mode, rows }
 }
 
+/// Runs one sample, in a process of its own if the workload needs one; `tasks` overrides the
+/// workload's task count (the scaling run).
+fn sample(workload: Workload, runtime: Runtime, mode: Mode, tasks: Option<usize>) -> Vec<f64> {
+    if workload.needs_fresh_process() && mode != Mode::Smoke {
+        return sample_in_child(workload, runtime, mode, tasks);
+    }
+    let sizes = mode.sizes();
+    let sizes = tasks.map_or(sizes, |tasks| sizes.with_tasks(workload, tasks));
+    workload.run(runtime, &sizes)
+}
+
 /// Runs one sample in a new process (see [`Workload::needs_fresh_process`]).
-fn sample_in_child(workload: Workload, runtime: Runtime, mode: Mode) -> Vec<f64> {
+fn sample_in_child(
+    workload: Workload,
+    runtime: Runtime,
+    mode: Mode,
+    tasks: Option<usize>,
+) -> Vec<f64> {
     let exe = env::current_exe().expect("the bench binary's path");
-    let request = format!("{} {} {}", workload.name(), runtime.name(), mode.name());
+    let mut request = format!("{} {} {}", workload.name(), runtime.key(), mode.name());
+    if let Some(tasks) = tasks {
+        request += &format!(" {tasks}");
+    }
     let output = Command::new(exe)
         .env(CHILD_ENV, &request)
         .stderr(Stdio::inherit())
@@ -127,14 +167,23 @@ fn sample_in_child(workload: Workload, runtime: Runtime, mode: Mode) -> Vec<f64>
 /// The child's side of [`sample_in_child`]: runs the sample, prints its values.
 fn run_child(request: &str) {
     let parts: Vec<&str> = request.split(' ').collect();
-    let [workload, runtime, mode] = parts[..] else {
-        panic!("{CHILD_ENV} must be \"WORKLOAD RUNTIME MODE\", not {request:?}");
+    let (workload, runtime, mode, tasks) = match parts[..] {
+        [workload, runtime, mode] => (workload, runtime, mode, None),
+        [workload, runtime, mode, tasks] => (workload, runtime, mode, Some(tasks)),
+        _ => panic!("{CHILD_ENV} must be \"WORKLOAD RUNTIME MODE [TASKS]\", not {request:?}"),
     };
     let workload = Workload::from_name(workload).expect("a known workload");
-    let runtime = Runtime::from_name(runtime).expect("a known runtime");
+    let runtime = Runtime::from_key(runtime).expect("a known runtime");
     let mode = Mode::from_name(mode).expect("a known mode");
+    let sizes = match tasks {
+        None => mode.sizes(),
+        Some(tasks) => {
+            let tasks = tasks.parse().expect("TASKS is a number");
+            mode.sizes().with_tasks(workload, tasks)
+        }
+    };
     let values: Vec<String> = workload
-        .run(runtime, &mode.sizes())
+        .run(runtime, &sizes)
         .iter()
         .map(f64::to_string)
         .collect();
@@ -175,14 +224,21 @@ impl Stats {
 pub struct Row {
     /// What was measured.
     pub metric: Metric,
-    /// Per runtime.
-    pub stats: [Stats; 3],
+    /// Per runtime; `None` where the workload does not run ([`Workload::runs_on`]).
+    pub stats: [Option<Stats>; 4],
 }
 
 impl Row {
-    fn median(&self, runtime: Runtime) -> f64 {
+    /// `runtime`'s median, if the workload ran on it.
+    pub fn stats(&self, runtime: Runtime) -> Option<Stats> {
         let index = Runtime::ALL.iter().position(|&rt| rt == runtime);
-        self.stats[index.expect("a runtime of the table")].median
+        self.stats[index.expect("a runtime of the table")]
+    }
+
+    fn median(&self, runtime: Runtime) -> f64 {
+        self.stats(runtime)
+            .expect("treeloop and its peers run every workload")
+            .median
     }
 
     /// The peer (tokio or async-executor) with the lower median.
@@ -228,6 +284,7 @@ impl fmt::Display for Report {
         writeln!(f, "|---|---|---:|---:|---:|---|---:|---:|")?;
         for row in &self.rows {
             for (runtime, stats) in Runtime::ALL.into_iter().zip(&row.stats) {
+                let Some(stats) = stats else { continue };
                 writeln!(
                     f,
                     "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
@@ -274,6 +331,152 @@ impl fmt::Display for Report {
                 )?,
                 None => {}
             }
+            if let Some(floor) = row.stats(Runtime::Floor) {
+                writeln!(
+                    f,
+                    "- {}: {:.2}x the async-task floor (not a target: what the task library \
+                     alone costs)",
+                    row.metric.name,
+                    treeloop / floor.median
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scaling workloads at each of [`Mode::scaling_counts`], runtimes interleaved
+/// within each round as in [`run`].
+pub fn scaling(options: &Options) -> ScalingReport {
+    let mode = options.mode;
+    let counts = mode.scaling_counts();
+    let mut rows = Vec::new();
+    for &workload in &options.workloads {
+        for runtime in Runtime::ALL {
+            if workload.runs_on(runtime) {
+                rows.push(ScalingRow {
+                    workload,
+                    runtime,
+                    medians: [0.0; 3],
+                });
+            }
+        }
+        let first = rows.len()
+            - rows
+                .iter()
+                .rev()
+                .take_while(|r| r.workload == workload)
+                .count();
+        for (column, &tasks) in counts.iter().enumerate() {
+            let rounds = mode.scaling_rounds();
+            let mut samples = vec![Vec::new(); rows.len() - first];
+            for round in 0..rounds {
+                eprintln!(
+                    "{} at {tasks}: round {}/{rounds}",
+                    workload.name(),
+                    round + 1
+                );
+                for offset in 0..samples.len() {
+                    let index = (round + offset) % samples.len();
+                    let runtime = rows[first + index].runtime;
+                    let values = sample(workload, runtime, mode, Some(tasks));
+                    samples[index].push(values[0]);
+                }
+            }
+            for (row, values) in rows[first..].iter_mut().zip(samples) {
+                row.medians[column] = Stats::of(values).median;
+            }
+        }
+    }
+    ScalingReport { mode, counts, rows }
+}
+
+/// One workload on one runtime in the scaling run.
+#[derive(Clone, Debug)]
+pub struct ScalingRow {
+    /// What ran.
+    pub workload: Workload,
+    /// Where.
+    pub runtime: Runtime,
+    /// The median per task at each count.
+    pub medians: [f64; 3],
+}
+
+impl ScalingRow {
+    /// The largest per-task median over the smallest: 1.0 is a flat cost.
+    pub fn spread(&self) -> f64 {
+        let max = self.medians.iter().copied().fold(f64::MIN, f64::max);
+        let min = self.medians.iter().copied().fold(f64::MAX, f64::min);
+        max / min
+    }
+}
+
+/// The results of the scaling run; `Display` renders them as a markdown table.
+#[derive(Clone, Debug)]
+pub struct ScalingReport {
+    /// The mode it ran in.
+    pub mode: Mode,
+    /// The task counts, one column each.
+    pub counts: [usize; 3],
+    /// One row per workload and runtime.
+    pub rows: Vec<ScalingRow>,
+}
+
+impl fmt::Display for ScalingReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c] = self.counts;
+        writeln!(
+            f,
+            "{} UTC, scaling run ({}): {}; medians of {} rounds per count, runtimes \
+             interleaved\n",
+            today(),
+            self.mode.name(),
+            machine(),
+            self.mode.scaling_rounds()
+        )?;
+        writeln!(
+            f,
+            "| workload | runtime | {a} tasks | {b} tasks | {c} tasks | unit | largest / smallest |"
+        )?;
+        writeln!(f, "|---|---|---:|---:|---:|---|---:|")?;
+        for row in &self.rows {
+            let [x, y, z] = row.medians.map(value);
+            writeln!(
+                f,
+                "| {} | {} | {x} | {y} | {z} | {} | {:.2} |",
+                row.workload.name(),
+                row.runtime.name(),
+                row.workload.metrics()[0].unit,
+                row.spread()
+            )?;
+        }
+        writeln!(f, "\nTargets, treeloop:\n")?;
+        for row in &self.rows {
+            if row.runtime == Runtime::Treeloop && row.workload != Workload::SpawnMemory {
+                writeln!(
+                    f,
+                    "- {}: per-task cost within {:.2}x across the counts, target ≤ 1.3: {}",
+                    row.workload.name(),
+                    row.spread(),
+                    verdict(row.spread() <= 1.3)
+                )?;
+            }
+        }
+        let memory = |runtime| {
+            self.rows
+                .iter()
+                .find(|r| r.workload == Workload::SpawnMemory && r.runtime == runtime)
+                .map(|r| r.medians[2])
+        };
+        if let (Some(treeloop), Some(peer)) =
+            (memory(Runtime::Treeloop), memory(Runtime::AsyncExecutor))
+        {
+            writeln!(
+                f,
+                "- spawn_memory at {c} tasks: {:.3}x async-executor's growth, target ≤ 1.0: {}",
+                treeloop / peer,
+                verdict(treeloop <= peer)
+            )?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@
 pub mod harness;
 
 mod cancel_tree;
+mod floor;
 mod ping_pong;
 mod proc;
 mod spawn_join;
@@ -36,11 +37,19 @@ pub enum Runtime {
     /// async-executor's `LocalExecutor` inside `async_io::block_on` (smol's single-thread
     /// setup).
     AsyncExecutor,
+    /// Not a peer: a bare executor on async-task (`floor.rs`), what the task library alone
+    /// costs. Only for the workloads that need no reactor ([`Workload::has_floor`]).
+    Floor,
 }
 
 impl Runtime {
     /// Every runtime, in report order.
-    pub const ALL: [Runtime; 3] = [Runtime::Treeloop, Runtime::Tokio, Runtime::AsyncExecutor];
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Treeloop,
+        Runtime::Tokio,
+        Runtime::AsyncExecutor,
+        Runtime::Floor,
+    ];
 
     /// The name used in the report and on the command line of a child process.
     pub fn name(self) -> &'static str {
@@ -48,11 +57,20 @@ impl Runtime {
             Runtime::Treeloop => "treeloop",
             Runtime::Tokio => "tokio",
             Runtime::AsyncExecutor => "async-executor",
+            Runtime::Floor => "async-task floor",
         }
     }
 
-    fn from_name(name: &str) -> Option<Runtime> {
-        Runtime::ALL.into_iter().find(|rt| rt.name() == name)
+    /// Its name on a child process's command line: one word.
+    fn key(self) -> &'static str {
+        match self {
+            Runtime::Floor => "floor",
+            _ => self.name(),
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|rt| rt.key() == key)
     }
 }
 
@@ -147,6 +165,25 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// The task counts of the scaling run (`--scaling`): per-task cost as work grows.
+    pub fn scaling_counts(self) -> [usize; 3] {
+        match self {
+            Mode::Full => [10_000, 100_000, 1_000_000],
+            Mode::Quick => [1_000, 10_000, 100_000],
+            Mode::Smoke => [100, 200, 400],
+        }
+    }
+
+    /// Rounds of the scaling run, per count.
+    fn scaling_rounds(self) -> usize {
+        match self {
+            Mode::Full => 5,
+            Mode::Quick | Mode::Smoke => 1,
+        }
+    }
+}
+
 /// The size of every workload.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
@@ -172,6 +209,30 @@ pub struct Sizes {
     pub cancel_leaves_per_child: usize,
     /// spawn_memory: idle tasks alive at once.
     pub memory_tasks: usize,
+}
+
+impl Sizes {
+    /// These sizes with `workload`'s task count set to `tasks` (cancel_tree: 100 children,
+    /// `tasks / 100` leaves each), for the scaling run. Only the workloads with a task count
+    /// scale: spawn_join, cancel_tree and spawn_memory.
+    pub fn with_tasks(self, workload: Workload, tasks: usize) -> Sizes {
+        match workload {
+            Workload::SpawnJoin => Sizes {
+                spawn_join_tasks: tasks,
+                ..self
+            },
+            Workload::CancelTree => Sizes {
+                cancel_children: 100,
+                cancel_leaves_per_child: tasks.div_ceil(100),
+                ..self
+            },
+            Workload::SpawnMemory => Sizes {
+                memory_tasks: tasks,
+                ..self
+            },
+            _ => panic!("{} has no task count to scale", workload.name()),
+        }
+    }
 }
 
 /// A target a workload has besides "ratio ≤ 1.0 to the best peer" (`benches/README.md`).
@@ -246,6 +307,13 @@ impl Workload {
         Workload::SpawnMemory,
     ];
 
+    /// The workloads of the scaling run (`--scaling`).
+    pub const SCALING: [Workload; 3] = [
+        Workload::SpawnJoin,
+        Workload::CancelTree,
+        Workload::SpawnMemory,
+    ];
+
     /// The name used on the command line to select it.
     pub fn name(self) -> &'static str {
         match self {
@@ -310,12 +378,29 @@ impl Workload {
         self == Workload::SpawnMemory
     }
 
+    /// Whether it runs on [`Runtime::Floor`]: not the workloads that need sockets or timers.
+    pub fn has_floor(self) -> bool {
+        !matches!(self, Workload::Timers | Workload::TcpEcho)
+    }
+
+    /// Whether it runs on `runtime`.
+    pub fn runs_on(self, runtime: Runtime) -> bool {
+        runtime != Runtime::Floor || self.has_floor()
+    }
+
     /// Runs one sample on `runtime` and returns one value per [`Workload::metrics`] row.
     ///
     /// # Panics
     ///
-    /// If the run's result is wrong (every workload checks its own).
+    /// If the run's result is wrong (every workload checks its own), or if the workload does
+    /// not run on `runtime` ([`Workload::runs_on`]).
     pub fn run(self, runtime: Runtime, sizes: &Sizes) -> Vec<f64> {
+        assert!(
+            self.runs_on(runtime),
+            "{} does not run on {}",
+            self.name(),
+            runtime.name()
+        );
         match self {
             Workload::SpawnJoin => vec![spawn_join::run(runtime, sizes.spawn_join_tasks)],
             Workload::Yield => vec![yield_now::run(

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Runtime, per_unit, tokio_runtime, treeloop_runtime};
+use super::{Runtime, floor, per_unit, tokio_runtime, treeloop_runtime};
 
 /// Runs one sample of each row; returns [own channel, async-channel] in ns per round trip.
 pub fn run(runtime: Runtime, n: usize) -> [f64; 2] {
@@ -15,6 +15,7 @@ pub fn run(runtime: Runtime, n: usize) -> [f64; 2] {
         Runtime::Treeloop => treeloop_own(n),
         Runtime::Tokio => tokio_own(n),
         Runtime::AsyncExecutor => on_async_executor(n),
+        Runtime::Floor => on_floor(n),
     };
     let shared = match runtime {
         Runtime::Treeloop => treeloop_runtime().block_on(async {
@@ -34,6 +35,7 @@ pub fn run(runtime: Runtime, n: usize) -> [f64; 2] {
             (start.elapsed(), count)
         }),
         Runtime::AsyncExecutor => on_async_executor(n),
+        Runtime::Floor => on_floor(n),
     };
     [check(own, n), check(shared, n)]
 }
@@ -81,6 +83,18 @@ fn on_async_executor(n: usize) -> (Duration, usize) {
         pong.await;
         (start.elapsed(), count)
     }))
+}
+
+/// Both rows on the async-task floor, over async-channel.
+fn on_floor(n: usize) -> (Duration, usize) {
+    floor::block_on(async move {
+        let start = Instant::now();
+        let (ping, pong) = shared_pair(n);
+        let pong = floor::spawn(pong);
+        let count = floor::spawn(ping).await;
+        pong.await;
+        (start.elapsed(), count)
+    })
 }
 
 /// treeloop's own `sync::mpsc`.

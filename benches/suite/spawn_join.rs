@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{Runtime, per_unit, tokio_runtime, treeloop_runtime};
+use super::{Runtime, floor, per_unit, tokio_runtime, treeloop_runtime};
 
 /// Runs one sample; returns ns per task.
 pub fn run(runtime: Runtime, n: usize) -> f64 {
@@ -46,6 +46,17 @@ pub fn run(runtime: Runtime, n: usize) -> f64 {
                 (start.elapsed(), sum)
             }))
         }
+        Runtime::Floor => floor::block_on(async move {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..n as u64)
+                .map(|i| floor::spawn(async move { i }))
+                .collect();
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await;
+            }
+            (start.elapsed(), sum)
+        }),
     };
     let n = n as u64;
     assert_eq!(sum, n * n.saturating_sub(1) / 2, "spawn_join: wrong sum");

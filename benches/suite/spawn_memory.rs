@@ -1,9 +1,11 @@
 //! spawn_memory: resident-set growth for `n` idle tasks, each holding 64 bytes across its
 //! await.
 //!
-//! Every task is polled once (it counts itself) and then waits forever: treeloop's on
-//! `cancelled()` (a child of one holder task that is cancelled at the end), tokio's and
-//! async-executor's on `pending()` as detached tasks that the runtime drops at the end.
+//! Every task is polled once (it counts itself) and then waits forever on `pending()`. On
+//! treeloop the whole future is wrapped in `or_cancel()`, as the performance issue measures
+//! it (each task a child of one holder task that is cancelled at the end, which ends them);
+//! tokio's and async-executor's are detached tasks that the runtime drops at the end; the
+//! async-task floor's handles are dropped at the end, which cancels them.
 //! The resident set is read before the first spawn and once every task has been polled, so
 //! it counts the task, its future, the scheduler's bookkeeping (treeloop's tree node) and
 //! the allocator's overhead. The bench runs each sample in a fresh process: a process whose
@@ -16,8 +18,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use treeloop::FutureExt;
+
 use super::proc::resident_bytes;
-use super::{Runtime, tokio_runtime, treeloop_runtime};
+use super::{Runtime, floor, tokio_runtime, treeloop_runtime};
 
 /// What each task holds across its await.
 const PAYLOAD: usize = 64;
@@ -33,12 +37,13 @@ pub fn run(runtime: Runtime, n: usize) -> f64 {
                 async move {
                     for i in 0..n {
                         let polled = polled.clone();
-                        drop(treeloop::spawn(async move {
+                        let task = async move {
                             let payload = [i as u8; PAYLOAD];
                             polled.set(polled.get() + 1);
-                            let _: treeloop::Cancelled = treeloop::cancelled().await;
+                            std::future::pending::<()>().await;
                             black_box(payload);
-                        }));
+                        };
+                        drop(treeloop::spawn(task.or_cancel()));
                     }
                     treeloop::cancelled().await
                 }
@@ -90,6 +95,29 @@ pub fn run(runtime: Runtime, n: usize) -> f64 {
                 (resident_bytes() - before, polled.get())
             }))
         }
+        Runtime::Floor => floor::block_on(async move {
+            let polled = Rc::new(Cell::new(0));
+            let before = resident_bytes();
+            let tasks: Vec<_> = (0..n)
+                .map(|i| {
+                    let polled = polled.clone();
+                    floor::spawn(async move {
+                        let payload = [i as u8; PAYLOAD];
+                        polled.set(polled.get() + 1);
+                        std::future::pending::<()>().await;
+                        black_box(payload);
+                    })
+                })
+                .collect();
+            while polled.get() < n {
+                futures_lite::future::yield_now().await;
+            }
+            // Less the handles' own `Vec` (8 bytes a task), which the peers do not keep.
+            let handles = tasks.capacity() * size_of::<async_task::Task<()>>();
+            let growth = resident_bytes() - before - handles as i64;
+            drop(tasks);
+            (growth, polled.get())
+        }),
     };
     assert_eq!(idle, n, "spawn_memory: a task was never polled");
     growth as f64 / n as f64

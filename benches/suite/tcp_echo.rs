@@ -110,6 +110,7 @@ pub fn run(runtime: Runtime, connections: usize, round_trips: usize) -> f64 {
                 (client, echoed)
             }))
         }
+        Runtime::Floor => unreachable!("no floor without a reactor (Workload::has_floor)"),
     };
     let elapsed = client.join().expect("the client thread panicked");
     assert_eq!(

@@ -74,6 +74,7 @@ pub fn run(runtime: Runtime, n: usize, max: Duration) -> [f64; 2] {
                 (start.elapsed(), woken)
             }))
         }
+        Runtime::Floor => unreachable!("no floor without a reactor (Workload::has_floor)"),
     };
     let cpu = process_cpu_time() - cpu_start;
     assert_eq!(woken, n, "timers: a sleep returned before its duration");

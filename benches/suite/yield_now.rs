@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Runtime, per_unit, tokio_runtime, treeloop_runtime};
+use super::{Runtime, floor, per_unit, tokio_runtime, treeloop_runtime};
 
 /// Runs one sample; returns ns per yield.
 pub fn run(runtime: Runtime, tasks: usize, yields: usize) -> f64 {
@@ -66,6 +66,24 @@ pub fn run(runtime: Runtime, tasks: usize, yields: usize) -> f64 {
                 (start.elapsed(), total)
             }))
         }
+        Runtime::Floor => floor::block_on(async move {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    floor::spawn(async move {
+                        for _ in 0..yields {
+                            futures_lite::future::yield_now().await;
+                        }
+                        yields
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for handle in handles {
+                total += handle.await;
+            }
+            (start.elapsed(), total)
+        }),
     };
     assert_eq!(total, tasks * yields, "yield: a task yielded too few times");
     per_unit(elapsed, tasks * yields)

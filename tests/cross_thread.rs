@@ -73,3 +73,51 @@ fn an_idle_loop_sleeps_in_the_poller_instead_of_spinning() {
         .count();
     assert!(parks <= 5, "{parks} parks while waiting: the loop spun");
 }
+
+#[test]
+fn a_wake_inside_another_runtime_goes_to_the_task_s_own_runtime() {
+    // A task of runtime A is woken from inside runtime B's loop, on B's thread, while B is
+    // current there: the wake must reach A (whose loop is parked, waiting for it), not
+    // B's run queue. Each runtime counts the polls of its own tasks.
+    let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let counter = Arc::new(AtomicU64::new(0));
+    let (published, on_publish) = std::sync::mpsc::channel();
+    let a = std::thread::spawn({
+        let (waker, counter) = (waker.clone(), counter.clone());
+        move || {
+            let runtime = treeloop::Builder::new().build().unwrap();
+            let polls = runtime.block_on(async move {
+                let task = spawn(CountTo {
+                    counter,
+                    target: 1,
+                    waker,
+                    polls: 0,
+                });
+                // The task's first poll publishes its waker.
+                checkpoint().await.unwrap();
+                published.send(()).unwrap();
+                task.await.unwrap()
+            });
+            (polls, runtime.live_tasks())
+        }
+    });
+    on_publish.recv().unwrap();
+    let b = treeloop::Builder::new().build().unwrap();
+    let b_polls = b.block_on(async {
+        let task = spawn(async move {
+            counter.store(1, Ordering::SeqCst);
+            let waker = waker.lock().unwrap().clone().expect("published");
+            waker.wake();
+            checkpoint().await.unwrap();
+            1
+        });
+        task.await.unwrap()
+    });
+    let (a_polls, a_live) = a.join().unwrap();
+    assert_eq!(
+        a_polls, 2,
+        "A's task: its first poll, then the poll after the wake"
+    );
+    assert_eq!(b_polls, 1);
+    assert_eq!(a_live, 0);
+}

@@ -34,6 +34,8 @@ use std::task::Waker;
 
 use async_task::Runnable;
 
+use crate::registry::TaskMeta;
+
 use crate::cancel::CancelReason;
 use crate::diag::Diag;
 use crate::frame::{self, CurrentGuard, Frame};
@@ -161,7 +163,7 @@ impl Core {
                     scheduling.pct_horizon,
                     scheduling.replay,
                 )),
-                shared: Arc::new(Shared::new(unparker)),
+                shared: Shared::new(unparker),
                 task_to_poll: Cell::new(Key::MAX),
                 seed: scheduling.seed,
                 seed_read: Cell::new(false),
@@ -549,8 +551,8 @@ impl Core {
     /// Runs a task's runnable: names the task in [`Core::task_to_poll`], then lets
     /// async-task poll its [`TaskFuture`](crate::task), which reads it first thing.
     #[inline]
-    pub(crate) fn run_task(&self, runnable: Runnable<Key>) {
-        self.dispatch.task_to_poll.set(*runnable.metadata());
+    pub(crate) fn run_task(&self, runnable: Runnable<TaskMeta>) {
+        self.dispatch.task_to_poll.set(runnable.metadata().key());
         runnable.run();
     }
 

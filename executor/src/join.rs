@@ -27,11 +27,13 @@ use std::task::{Context, Poll};
 
 use async_task::FallibleTask;
 
+use crate::registry::TaskMeta;
+
 use crate::cancel::{CancelReason, Cancelled};
 use crate::context;
 use crate::coop;
 use crate::panic::{Payload, panic_message};
-use crate::tree::{Key, NodeRef, TaskId};
+use crate::tree::{NodeRef, TaskId};
 
 /// How a task ended, as its `JoinHandle` receives it.
 pub(crate) enum Outcome<T> {
@@ -73,7 +75,7 @@ pub(crate) enum Outcome<T> {
 /// ```
 pub struct JoinHandle<T> {
     /// async-task's handle; `None` once the outcome was taken.
-    task: Option<FallibleTask<Outcome<T>, Key>>,
+    task: Option<FallibleTask<Outcome<T>, TaskMeta>>,
     /// The task's node.
     node: NodeRef,
     /// Its parent, whose region a panic nobody takes cancels.
@@ -86,7 +88,7 @@ pub struct JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(
-        task: FallibleTask<Outcome<T>, Key>,
+        task: FallibleTask<Outcome<T>, TaskMeta>,
         node: NodeRef,
         parent: NodeRef,
         location: &'static Location<'static>,

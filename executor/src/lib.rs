@@ -58,6 +58,7 @@ mod panic;
 mod park;
 mod queue;
 mod region;
+mod registry;
 pub mod report;
 mod root;
 mod schedule;

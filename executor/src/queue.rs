@@ -5,8 +5,9 @@
 //!
 //! - [`RunQueue`] is touched only on the loop thread, in borrows that never span a poll or
 //!   a drop of a `Runnable` (dropping one may drop a future, which may wake another task).
-//! - [`Shared`] is the only part of a runtime other threads see: every waker holds an
-//!   `Arc<Shared>` (what a wake does with it is [`crate::wake`]'s). A remote wake pushes to
+//! - [`Shared`] is the only part of a runtime other threads see: a task's waker finds it by
+//!   the runtime's tag in the task's metadata ([`crate::registry`]), the root's waker holds
+//!   an `Arc<Shared>` (what a wake does then is [`crate::wake`]'s). A remote wake pushes to
 //!   the lock-free injector and unparks the loop only if it is asleep (the `sleeping`
 //!   handshake below), so a busy loop pays no syscall.
 //! - Once `closed` (the runtime was dropped), a wake drops its `Runnable` on the spot: by then
@@ -24,16 +25,17 @@ use async_task::Runnable;
 use crossbeam_queue::SegQueue;
 
 use crate::park::Unpark;
+use crate::registry::{self, RuntimeTag, TaskMeta};
 use crate::schedule::{ChoicePoint, Replay, Schedule};
 use crate::strategy::{Picker, Strategy};
-use crate::tree::{Key, Tree};
+use crate::tree::Tree;
 
 /// One turn on the loop: a task, or the `block_on` future (which is not `'static`, so it
 /// cannot be an async-task task, yet must take its turn in the same FIFO to be fair).
 pub(crate) enum Job {
-    /// Poll this task (its node's slab key rides along as async-task metadata: see
-    /// [`crate::task`] for why the key and not the id).
-    Task(Runnable<Key>),
+    /// Poll this task (its node's slab key and its runtime's tag ride along as async-task
+    /// metadata: see [`crate::task`] for why the key and not the id).
+    Task(Runnable<TaskMeta>),
     /// Poll the root future.
     Root,
 }
@@ -44,7 +46,7 @@ impl Job {
     /// only by completing, which consumes its runnable).
     pub(crate) fn trace_id(&self, tree: &Tree) -> u64 {
         match self {
-            Job::Task(runnable) => tree.node(*runnable.metadata()).id.number(),
+            Job::Task(runnable) => tree.node(runnable.metadata().key()).id.number(),
             Job::Root => u64::MAX,
         }
     }
@@ -54,7 +56,7 @@ impl Job {
     #[inline]
     fn touch(&self) {
         if let Job::Task(runnable) = self {
-            std::hint::black_box(*runnable.metadata());
+            std::hint::black_box(runnable.metadata().key());
         }
     }
 
@@ -63,7 +65,7 @@ impl Job {
     /// completed task is never queued again.)
     fn slot(&self) -> u64 {
         match self {
-            Job::Task(runnable) => u64::from(*runnable.metadata()),
+            Job::Task(runnable) => u64::from(runnable.metadata().key()),
             Job::Root => u64::MAX,
         }
     }
@@ -268,16 +270,20 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// Interrupts the loop's blocking park (the reactor's `mio::Waker`).
     unparker: Arc<dyn Unpark>,
+    /// The runtime's name in the registry, which its tasks carry.
+    pub(crate) tag: RuntimeTag,
 }
 
 impl Shared {
-    pub(crate) fn new(unparker: Arc<dyn Unpark>) -> Self {
-        Shared {
+    /// A runtime's shared part, registered under a fresh tag.
+    pub(crate) fn new(unparker: Arc<dyn Unpark>) -> Arc<Self> {
+        Arc::new_cyclic(|this| Shared {
             injector: SegQueue::new(),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             unparker,
-        }
+            tag: registry::register(this.clone()),
+        })
     }
 
     /// A wake from a thread on which this runtime is not current.
@@ -296,6 +302,12 @@ impl Shared {
         if self.sleeping.swap(false, Ordering::SeqCst) {
             self.unparker.unpark();
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        registry::unregister(self.tag);
     }
 }
 

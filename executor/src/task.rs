@@ -37,6 +37,7 @@ use crate::core::Core;
 use crate::join::{JoinHandle, Outcome};
 use crate::panic::Payload;
 use crate::queue::Job;
+use crate::registry::TaskMeta;
 use crate::tree::{JoinInterest, Key, NodeKind};
 
 pin_project! {
@@ -45,7 +46,8 @@ pin_project! {
     /// It does not store its node's key: the key is the task's async-task metadata, and
     /// the loop hands it over in [`Core::task_to_poll`] just before it runs the task. Stored
     /// twice, it made the allocation 168 bytes (a 176-byte malloc chunk, with the
-    /// spawn_memory benchmark's 88-byte future); now it is 152 (a 160-byte chunk).
+    /// spawn_memory benchmark's 88-byte future); it was 152 then (a 160-byte chunk), and is
+    /// 144 now that the schedule function captures nothing ([`crate::registry`]).
     pub(crate) struct TaskFuture<F: Future> {
         #[pin]
         stage: Stage<F>,
@@ -83,17 +85,17 @@ where
         let name = core.tree().name(node.key).map(str::to_owned);
         crate::events::spawned(node.id, name.as_deref(), parent_ref.id, location);
     }
-    let shared = core.shared().clone();
     let wrapped = TaskFuture {
         stage: Stage::Future { future },
     };
     // The task's key rides on the runnable: the loop passes it to the task's poll, and
     // traces and seeded strategies look the id up by it. (A key is 4 bytes where an id is
-    // 8, which shrinks async-task's header from 48 bytes to 40.)
-    let (runnable, task) = async_task::Builder::new().metadata(node.key).spawn_local(
-        move |_| wrapped,
-        move |runnable| crate::wake::schedule(&shared, runnable),
-    );
+    // 8, which shrinks async-task's header from 48 bytes to 40.) So does its runtime's tag,
+    // in the 3 bytes left, so that the schedule function needs no `Arc` of its own.
+    let meta = TaskMeta::new(node.key, core.shared().tag);
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(meta)
+        .spawn_local(move |_| wrapped, crate::wake::schedule);
     core.set_waker(node.key, runnable.waker());
     core.push_job(Job::Task(runnable));
     JoinHandle::new(task.fallible(), node, parent_ref, location)

@@ -19,14 +19,32 @@ use async_task::Runnable;
 
 use crate::context;
 use crate::queue::{Job, Shared};
-use crate::tree::Key;
+use crate::registry::{self, TaskMeta};
 
-/// The schedule function every task is created with: the hot path of every wake.
-pub(crate) fn schedule(shared: &Arc<Shared>, runnable: Runnable<Key>) {
-    schedule_job(shared, Job::Task(runnable));
+/// The schedule function every task is created with: the hot path of every wake. It
+/// captures nothing: the task's runtime is the tag in its metadata ([`crate::registry`]).
+pub(crate) fn schedule(runnable: Runnable<TaskMeta>) {
+    let tag = runnable.metadata().runtime();
+    let mut pending = Some(runnable);
+    context::with_core(|core| {
+        if core.shared().tag == tag {
+            if let Some(runnable) = pending.take() {
+                core.push_job(Job::Task(runnable));
+            }
+        }
+    });
+    // Another thread, or a runtime that is not current on this thread any more.
+    if let Some(runnable) = pending {
+        match registry::find(tag) {
+            Some(shared) => shared.push_remote(Job::Task(runnable)),
+            // The runtime is gone, and with it the task's future: free the allocation.
+            None => drop(runnable),
+        }
+    }
 }
 
-/// Queues `job` locally when called on this runtime's loop thread, else injects it.
+/// Queues `job` locally when called on this runtime's loop thread, else injects it (the
+/// root's waker, which holds its runtime's `Shared`).
 pub(crate) fn schedule_job(shared: &Arc<Shared>, job: Job) {
     let mut pending = Some(job);
     context::with_core(|core| {

@@ -267,7 +267,7 @@ fn scheduled(seen: &Seen<'_>) -> HashSet<TaskId> {
     seen.queue
         .jobs()
         .filter_map(|job| match job {
-            Job::Task(runnable) => tree.get(*runnable.metadata()),
+            Job::Task(runnable) => tree.get(runnable.metadata().key()),
             Job::Root => tree.get(root),
         })
         .map(|node| node.id)

@@ -368,7 +368,7 @@ pub fn scaling(options: &Options) -> ScalingReport {
                 .take_while(|r| r.workload == workload)
                 .count();
         for (column, &tasks) in counts.iter().enumerate() {
-            let rounds = mode.scaling_rounds();
+            let rounds = 1 + mode.scaling_rounds(tasks);
             let mut samples = vec![Vec::new(); rows.len() - first];
             for round in 0..rounds {
                 eprintln!(
@@ -380,7 +380,10 @@ pub fn scaling(options: &Options) -> ScalingReport {
                     let index = (round + offset) % samples.len();
                     let runtime = rows[first + index].runtime;
                     let values = sample(workload, runtime, mode, Some(tasks));
-                    samples[index].push(values[0]);
+                    // The first round warms the allocator and caches up: not measured.
+                    if round > 0 {
+                        samples[index].push(values[0]);
+                    }
                 }
             }
             for (row, values) in rows[first..].iter_mut().zip(samples) {
@@ -427,12 +430,14 @@ impl fmt::Display for ScalingReport {
         let [a, b, c] = self.counts;
         writeln!(
             f,
-            "{} UTC, scaling run ({}): {}; medians of {} rounds per count, runtimes \
-             interleaved\n",
+            "{} UTC, scaling run ({}): {}; medians of {}, {} and {} rounds after 1 warm-up \
+             round, runtimes interleaved\n",
             today(),
             self.mode.name(),
             machine(),
-            self.mode.scaling_rounds()
+            self.mode.scaling_rounds(a),
+            self.mode.scaling_rounds(b),
+            self.mode.scaling_rounds(c),
         )?;
         writeln!(
             f,

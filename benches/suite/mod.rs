@@ -124,6 +124,7 @@ impl Mode {
         match self {
             Mode::Full => Sizes {
                 spawn_join_tasks: 100_000,
+                spawn_join_batches: 1,
                 yield_tasks: 1_000,
                 yields_per_task: 200,
                 ping_pongs: 200_000,
@@ -137,6 +138,7 @@ impl Mode {
             },
             Mode::Quick => Sizes {
                 spawn_join_tasks: 10_000,
+                spawn_join_batches: 1,
                 yield_tasks: 1_000,
                 yields_per_task: 20,
                 ping_pongs: 20_000,
@@ -150,6 +152,7 @@ impl Mode {
             },
             Mode::Smoke => Sizes {
                 spawn_join_tasks: 100,
+                spawn_join_batches: 1,
                 yield_tasks: 10,
                 yields_per_task: 5,
                 ping_pongs: 100,
@@ -175,11 +178,14 @@ impl Mode {
         }
     }
 
-    /// Rounds of the scaling run, per count.
-    fn scaling_rounds(self) -> usize {
+    /// Measured rounds of the scaling run at `tasks` tasks, after one warm-up round: more
+    /// for the small counts, whose samples are short (2 ms for 10,000 tasks), so that each
+    /// count's median covers about as much work as the others'.
+    fn scaling_rounds(self, tasks: usize) -> usize {
         match self {
-            Mode::Full => 5,
-            Mode::Quick | Mode::Smoke => 1,
+            Mode::Full => (2_500_000 / tasks).clamp(5, 25),
+            Mode::Quick => 3,
+            Mode::Smoke => 1,
         }
     }
 }
@@ -189,6 +195,9 @@ impl Mode {
 pub struct Sizes {
     /// spawn_join: tasks spawned, then joined.
     pub spawn_join_tasks: usize,
+    /// spawn_join: how many times a sample spawns and joins its tasks (1 but in the
+    /// scaling run).
+    pub spawn_join_batches: usize,
     /// yield: tasks that yield in a loop.
     pub yield_tasks: usize,
     /// yield: yields per task.
@@ -214,10 +223,12 @@ pub struct Sizes {
 impl Sizes {
     /// These sizes with `workload`'s task count set to `tasks` (cancel_tree: 100 children,
     /// `tasks / 100` leaves each), for the scaling run. Only the workloads with a task count
-    /// scale: spawn_join, cancel_tree and spawn_memory.
+    /// scale: spawn_join, cancel_tree and spawn_memory. spawn_join repeats its batch so that
+    /// every count's sample spawns ten times the mode's usual number of tasks.
     pub fn with_tasks(self, workload: Workload, tasks: usize) -> Sizes {
         match workload {
             Workload::SpawnJoin => Sizes {
+                spawn_join_batches: (self.spawn_join_tasks * 10 / tasks).max(1),
                 spawn_join_tasks: tasks,
                 ..self
             },
@@ -402,7 +413,11 @@ impl Workload {
             runtime.name()
         );
         match self {
-            Workload::SpawnJoin => vec![spawn_join::run(runtime, sizes.spawn_join_tasks)],
+            Workload::SpawnJoin => vec![spawn_join::run(
+                runtime,
+                sizes.spawn_join_tasks,
+                sizes.spawn_join_batches,
+            )],
             Workload::Yield => vec![yield_now::run(
                 runtime,
                 sizes.yield_tasks,

@@ -508,6 +508,13 @@ impl Tree {
 
 #[cfg(test)]
 mod tests {
+    /// The byte table in benches/README.md ("Where an idle task's bytes go") counts this:
+    /// a change of the node's size should change the table too.
+    #[test]
+    fn a_node_is_56_bytes() {
+        assert_eq!(size_of::<Node>(), 56);
+    }
+
     use super::*;
 
     fn here() -> &'static Location<'static> {

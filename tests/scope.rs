@@ -635,3 +635,57 @@ fn a_shield_around_a_scope_hides_the_enclosing_cancel_so_its_own_cancel_stands()
         assert!(matches!(shield(task).await.unwrap(), Ok(Some("body"))));
     });
 }
+
+#[test]
+fn a_timeout_around_scope_spawn_does_not_reach_the_new_member() {
+    // R1: `Scope::spawn` puts the member into the scope's region whoever calls it, so a
+    // timeout wrapped around the call (and firing long before the member is done) cancels
+    // the code inside the timeout, not the member it spawned. Contrast: a plain `spawn` inside
+    // the same timeout goes under the timeout's region and is cancelled at its deadline.
+    let member_result = Rc::new(Cell::new(None));
+    let plain_result = Rc::new(Cell::new(None));
+    let (timed_out, end) = paused().block_on({
+        let (member_result, plain_result) = (member_result.clone(), plain_result.clone());
+        async move {
+            let start = Instant::now();
+            let timed_out = scope(|s: Scope<io::Error>| async move {
+                let timed = treeloop::time::timeout(ms(10), async {
+                    s.spawn(async move {
+                        let slept = sleep(ms(50)).await;
+                        member_result.set(Some((slept.is_ok(), ms_since(start))));
+                        Ok(())
+                    })
+                    .unwrap();
+                    let plain = spawn(async move {
+                        let slept = sleep(ms(50)).await;
+                        plain_result.set(Some((slept.is_ok(), ms_since(start))));
+                    });
+                    // Outlives the deadline: the timeout fires at 10 ms.
+                    let _ = sleep(ms(1_000)).await;
+                    drop(plain);
+                })
+                .await;
+                Ok(timed.is_err())
+            })
+            .await
+            .unwrap();
+            (timed_out, ms_since(start))
+        }
+    });
+    assert_eq!(
+        timed_out,
+        Some(true),
+        "the scope ran to its end, and the timeout fired"
+    );
+    assert_eq!(
+        member_result.get(),
+        Some((true, 50)),
+        "the member slept its 50 ms out: the timeout around Scope::spawn did not reach it"
+    );
+    assert_eq!(
+        plain_result.get(),
+        Some((false, 10)),
+        "a plain spawn inside the timeout is cancelled at the deadline"
+    );
+    assert_eq!(end, 50, "the scope waited for its member");
+}

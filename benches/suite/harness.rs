@@ -352,6 +352,8 @@ pub fn scaling(options: &Options) -> ScalingReport {
     let counts = mode.scaling_counts();
     let mut rows = Vec::new();
     for &workload in &options.workloads {
+        // This workload's rows: `rows[first..]`.
+        let first = rows.len();
         for runtime in Runtime::ALL {
             if workload.runs_on(runtime) {
                 rows.push(ScalingRow {
@@ -361,12 +363,6 @@ pub fn scaling(options: &Options) -> ScalingReport {
                 });
             }
         }
-        let first = rows.len()
-            - rows
-                .iter()
-                .rev()
-                .take_while(|r| r.workload == workload)
-                .count();
         for (column, &tasks) in counts.iter().enumerate() {
             let rounds = 1 + mode.scaling_rounds(tasks);
             let mut samples = vec![Vec::new(); rows.len() - first];

@@ -34,14 +34,13 @@ use std::task::Waker;
 
 use async_task::Runnable;
 
-use crate::registry::TaskMeta;
-
 use crate::cancel::CancelReason;
 use crate::diag::Diag;
 use crate::frame::{self, CurrentGuard, Frame};
 use crate::panic::{Payload, wake_all};
 use crate::park::Unpark;
 use crate::queue::{Job, RunQueue, Shared};
+use crate::registry::TaskMeta;
 use crate::report::Sink;
 use crate::trace::{Recorder, TraceEvent};
 use crate::tree::{JoinInterest, Key, NodeKind, NodeRef, Phase, TaskId, Tree};

@@ -27,12 +27,11 @@ use std::task::{Context, Poll};
 
 use async_task::FallibleTask;
 
-use crate::registry::TaskMeta;
-
 use crate::cancel::{CancelReason, Cancelled};
 use crate::context;
 use crate::coop;
 use crate::panic::{Payload, panic_message};
+use crate::registry::TaskMeta;
 use crate::tree::{NodeRef, TaskId};
 
 /// How a task ended, as its `JoinHandle` receives it.

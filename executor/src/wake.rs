@@ -19,44 +19,40 @@ use async_task::Runnable;
 
 use crate::context;
 use crate::queue::{Job, Shared};
-use crate::registry::{self, TaskMeta};
+use crate::registry::{self, RuntimeTag, TaskMeta};
 
 /// The schedule function every task is created with: the hot path of every wake. It
 /// captures nothing: the task's runtime is the tag in its metadata ([`crate::registry`]).
 pub(crate) fn schedule(runnable: Runnable<TaskMeta>) {
     let tag = runnable.metadata().runtime();
-    let mut pending = Some(runnable);
-    context::with_core(|core| {
-        if core.shared().tag == tag {
-            if let Some(runnable) = pending.take() {
-                core.push_job(Job::Task(runnable));
-            }
-        }
+    push(tag, Job::Task(runnable), |job| match registry::find(tag) {
+        Some(shared) => shared.push_remote(job),
+        // The runtime is gone, and with it the task's future: free the allocation.
+        None => drop(job),
     });
-    // Another thread, or a runtime that is not current on this thread any more.
-    if let Some(runnable) = pending {
-        match registry::find(tag) {
-            Some(shared) => shared.push_remote(Job::Task(runnable)),
-            // The runtime is gone, and with it the task's future: free the allocation.
-            None => drop(runnable),
-        }
-    }
 }
 
 /// Queues `job` locally when called on this runtime's loop thread, else injects it (the
 /// root's waker, which holds its runtime's `Shared`).
 pub(crate) fn schedule_job(shared: &Arc<Shared>, job: Job) {
+    push(shared.tag, job, |job| shared.push_remote(job));
+}
+
+/// Queues `job` on the local run queue if the runtime tagged `tag` is current on this
+/// thread (a tag names one live runtime: [`crate::registry`]); otherwise hands it to
+/// `remote` (another thread, or a runtime that is not current on this thread any more).
+#[inline(always)]
+fn push(tag: RuntimeTag, job: Job, remote: impl FnOnce(Job)) {
     let mut pending = Some(job);
     context::with_core(|core| {
-        if Arc::ptr_eq(core.shared(), shared) {
+        if core.shared().tag == tag {
             if let Some(job) = pending.take() {
                 core.push_job(job);
             }
         }
     });
-    // Another thread, or a runtime that is not current on this thread any more.
     if let Some(job) = pending {
-        shared.push_remote(job);
+        remote(job);
     }
 }
 

@@ -520,7 +520,7 @@ impl Core {
     /// without it.
     #[inline]
     pub(crate) fn pop_job(&self) -> Option<Job> {
-        self.dispatch.queue.borrow_mut().pop(&self.structure.tree)
+        self.dispatch.queue.borrow_mut().pop()
     }
 
     /// Moves the wakes other threads injected into the local queue; returns how many.
@@ -557,9 +557,9 @@ impl Core {
 
     /// Records, if tracing, that the task at `key` is about to be polled.
     #[inline]
-    pub(crate) fn record_polled(&self, key: Key) {
+    pub(crate) fn record_polled(&self, number: u64) {
         if let Some(recorder) = &self.trace {
-            recorder.borrow_mut().polled(&self.tree(), key);
+            recorder.borrow_mut().record(TraceEvent::Poll(number));
         }
     }
 

@@ -89,7 +89,7 @@ fn run_batch(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
         };
         match job {
             Job::Task(runnable) => {
-                core.record_polled(runnable.metadata().key());
+                core.record_polled(runnable.metadata().number());
                 core.run_task(runnable);
             }
             Job::Root => {

@@ -63,6 +63,7 @@ pub mod report;
 mod root;
 mod schedule;
 mod shield;
+mod spare;
 mod strategy;
 mod task;
 mod trace;

@@ -16,7 +16,6 @@
 //! Read next: [`crate::executor`], the loop that takes jobs from this queue and parks when
 //! it is empty.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +26,7 @@ use crossbeam_queue::SegQueue;
 use crate::park::Unpark;
 use crate::registry::{self, RuntimeTag, TaskMeta};
 use crate::schedule::{ChoicePoint, Replay, Schedule};
-use crate::strategy::{Picker, Strategy};
-use crate::tree::Tree;
+use crate::strategy::{Pct, Picker, Strategy};
 
 /// One turn on the loop: a task, or the `block_on` future (which is not `'static`, so it
 /// cannot be an async-task task, yet must take its turn in the same FIFO to be fair).
@@ -42,21 +40,14 @@ pub(crate) enum Job {
 
 impl Job {
     /// The job's number in traces and strategies: the task's number within the runtime,
-    /// `u64::MAX` for the root. A queued task's node is always live (a task leaves the tree
-    /// only by completing, which consumes its runnable).
-    pub(crate) fn trace_id(&self, tree: &Tree) -> u64 {
-        match self {
-            Job::Task(runnable) => tree.node(runnable.metadata().key()).id.number(),
-            Job::Root => u64::MAX,
-        }
-    }
-
-    /// Reads the memory that running this job reads first (its task's header), for a
-    /// strategy that knows what is likely to run next (see `Uniform::pop`).
+    /// `u64::MAX` for the root. Read from the task's metadata, not its node: a seeded pick
+    /// would otherwise read the node of a task chosen at random, a cache miss before the
+    /// poll has begun.
     #[inline]
-    fn touch(&self) {
-        if let Job::Task(runnable) = self {
-            std::hint::black_box(runnable.metadata().key());
+    pub(crate) fn trace_id(&self) -> u64 {
+        match self {
+            Job::Task(runnable) => runnable.metadata().number(),
+            Job::Root => u64::MAX,
         }
     }
 
@@ -79,17 +70,24 @@ const SHRINK_ABOVE: usize = 4096;
 /// without growing again.
 const KEEP: usize = 256;
 
-/// [`RunQueue::push`] under Random or PCT.
+/// [`RunQueue::push`] under Random or PCT. Random's push is one `Vec::push`; PCT's is a
+/// function of its own, so that a Random push does not save and restore the registers PCT's
+/// needs. (Inline in `RunQueue::push`, Random's arm made the match a jump table, which cost
+/// FIFO's path, every wake of a normal run, 4 instructions.)
 #[inline(never)]
 fn push_seeded(picker: &mut Picker<Job>, job: Job) {
     match picker {
-        Picker::Pct(pct) => {
-            let slot = job.slot();
-            pct.push(job, slot);
-        }
         Picker::Random(uniform) => uniform.push(job),
+        Picker::Pct(pct) => push_pct(pct, job),
         Picker::Fifo | Picker::Replay(_) => unreachable!("RunQueue::push keeps these itself"),
     }
+}
+
+/// [`push_seeded`] under PCT.
+#[inline(never)]
+fn push_pct(pct: &mut Pct<Job>, job: Job) {
+    let slot = job.slot();
+    pct.push(job, slot);
 }
 
 /// Runnable jobs of the loop thread, in wake order.
@@ -143,21 +141,22 @@ impl RunQueue {
     /// tasks spawned at once leave a 2 MiB buffer), the buffer is given back: an idle or
     /// steady program should not keep its worst moment's queue forever. Regrowing for the
     /// next burst costs what the first growth did, once per burst.
-    ///
-    /// `tree` gives the tasks' ids to a seeded strategy; FIFO does not look at it.
     #[inline(always)]
-    pub(crate) fn pop(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
+    pub(crate) fn pop(&mut self) -> Option<Job> {
         let job = match &mut self.picker {
             Picker::Fifo => self.ready.pop_front(),
             // Optimisation: inline, like FIFO (a call's prologue and epilogue were a tenth of
             // a pick); PCT and replays go through `RunQueue::pick`.
             Picker::Random(uniform) => {
-                let tree = tree.borrow();
-                let job = uniform.pop(|job| job.trace_id(&tree), Job::touch);
-                uniform.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                let job = uniform.pop(Job::trace_id);
+                // The buffer goes when a pick finds the queue empty (the end of the batch
+                // that drained it), not at every pick.
+                if job.is_none() {
+                    uniform.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                }
                 return job;
             }
-            _ => self.pick(tree),
+            _ => self.pick(),
         };
         if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
             self.shrink();
@@ -167,28 +166,28 @@ impl RunQueue {
 
     /// [`RunQueue::pop`] under PCT or a replay (FIFO and Random are taken inline there).
     #[inline(never)]
-    fn pick(&mut self, tree: &RefCell<Tree>) -> Option<Job> {
+    fn pick(&mut self) -> Option<Job> {
         match &mut self.picker {
             Picker::Fifo | Picker::Random(_) => unreachable!("RunQueue::pop takes these inline"),
             Picker::Pct(pct) => {
-                let tree = tree.borrow();
-                let job = pct.pop(|job| job.trace_id(&tree), Job::slot);
-                pct.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                let job = pct.pop(Job::trace_id, Job::slot);
+                if job.is_none() {
+                    pct.shrink_if_drained(SHRINK_ABOVE, KEEP);
+                }
                 job
             }
             Picker::Replay(replay) => {
-                let tree = tree.borrow();
                 let index = match self.ready.len() {
                     0 => {
                         replay.handed_out(None);
                         return None;
                     }
                     1 => 0,
-                    _ => replay.choose(self.ready.iter().map(|job| job.trace_id(&tree))),
+                    _ => replay.choose(self.ready.iter().map(Job::trace_id)),
                 };
                 // `remove`, not a swap: the fallback is FIFO, so the rest keep wake order.
                 let job = self.ready.remove(index)?;
-                replay.handed_out(Some(job.trace_id(&tree)));
+                replay.handed_out(Some(job.trace_id()));
                 Some(job)
             }
         }
@@ -317,26 +316,25 @@ mod tests {
 
     #[test]
     fn a_queue_drained_after_a_burst_gives_its_buffer_back() {
-        let tree = RefCell::new(Tree::new());
         let mut queue = RunQueue::new(Strategy::Fifo, 0, None, None);
         for _ in 0..100_000 {
             queue.push(Job::Root);
         }
         assert!(queue.capacity() >= 100_000);
         for _ in 0..99_999 {
-            queue.pop(&tree).unwrap();
+            queue.pop().unwrap();
         }
         // One job left: the buffer is still in use.
         assert!(queue.capacity() >= 100_000);
-        queue.pop(&tree).unwrap();
-        assert!(queue.pop(&tree).is_none());
+        queue.pop().unwrap();
+        assert!(queue.pop().is_none());
         assert!(queue.capacity() <= KEEP, "kept {} slots", queue.capacity());
         // A small queue is never shrunk: no reallocation in the steady state.
         for _ in 0..SHRINK_ABOVE {
             queue.push(Job::Root);
         }
         let steady = queue.capacity();
-        while queue.pop(&tree).is_some() {}
+        while queue.pop().is_some() {}
         assert_eq!(queue.capacity(), steady);
     }
 }

@@ -23,6 +23,7 @@ use std::str::FromStr;
 
 use crate::choice::Choice;
 use crate::deviation::{Deviation, Planned, Polls};
+use crate::spare;
 
 /// The choices of a run, in order: what `Runtime::schedule` returns and `Builder::replay`
 /// takes.
@@ -89,6 +90,20 @@ impl Schedule {
     /// (0 for any run a test would replay).
     pub fn cut(&self) -> u64 {
         self.cut
+    }
+
+    /// An empty schedule to record a run's choices in, in a buffer an earlier seeded run on
+    /// this thread gave back if there is one ([`crate::spare`]).
+    pub(crate) fn recording() -> Schedule {
+        Schedule {
+            symbols: spare::words(),
+            cut: 0,
+        }
+    }
+
+    /// Gives the buffer back for the next run's [`Schedule::recording`].
+    pub(crate) fn recycle(self) {
+        spare::give_words(self.symbols);
     }
 
     /// Records the choice of the job with trace number `id`.

@@ -32,6 +32,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::schedule::{Replay, Replayer, Schedule};
+use crate::spare;
 
 /// How the scheduler picks the next ready job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -199,9 +200,6 @@ impl<J> Picker<J> {
 pub(crate) struct Uniform<J> {
     /// The generator.
     rng: SplitMix64,
-    /// The generator's number for the next pick, drawn one pick ahead (see
-    /// [`Uniform::pop`]'s optimisation).
-    ahead: u64,
     /// Picks made with a choice.
     steps: u64,
     /// The choices made.
@@ -211,12 +209,11 @@ pub(crate) struct Uniform<J> {
 }
 
 impl<J> Uniform<J> {
-    fn new(mut rng: SplitMix64) -> Uniform<J> {
+    fn new(rng: SplitMix64) -> Uniform<J> {
         Uniform {
-            ahead: rng.next_u64(),
             rng,
             steps: 0,
-            taken: Schedule::default(),
+            taken: Schedule::recording(),
             ready: Vec::new(),
         }
     }
@@ -232,37 +229,23 @@ impl<J> Uniform<J> {
     /// drawn per pick, choice or not: the sequence (and so every trace) is the one it
     /// always was.
     ///
-    /// Optimisation: the generator runs one pick ahead, so this pick can also say which job
-    /// the next one takes if the queue keeps its length (the common case: the job taken
-    /// yields and is queued again), and `touch` reads that job's memory now. A random order
-    /// defeats the hardware prefetcher that a FIFO walk over tasks spawned in order enjoys;
-    /// a load issued here overlaps with this poll instead of stalling the next one. One load
-    /// pays; more did not (the tree node as well, found through the key in the header or
-    /// through a key kept beside the job; the header two picks ahead): a load that misses
-    /// holds the poll's instructions up behind it until it arrives. Measured with tasks
-    /// yielding 4 times: 116 -> 105 ns per poll at 10,000 ready tasks, 80 -> 77 at 1,000.
-    /// The choices are the same: `touch` only reads.
+    /// A random order defeats the hardware prefetcher that a FIFO walk over tasks spawned
+    /// in order enjoys, so at 10,000 ready tasks a poll here waits for its task's memory
+    /// and its node's. Reading the next pick's task early (drawing one pick ahead) once
+    /// paid for itself, while the pick also read the node at random for the job's number;
+    /// since the number rides in the task's metadata, that read only made the pick wait:
+    /// 49.6 -> 45.6 ns per poll without it (10,000 tasks yielding 100 times).
     #[inline]
-    pub(crate) fn pop(
-        &mut self,
-        number: impl FnOnce(&J) -> u64,
-        touch: impl FnOnce(&J),
-    ) -> Option<J> {
+    pub(crate) fn pop(&mut self, number: impl FnOnce(&J) -> u64) -> Option<J> {
         let len = self.ready.len();
         if len == 0 {
             return None;
         }
-        let drawn = std::mem::replace(&mut self.ahead, self.rng.next_u64());
+        let drawn = self.rng.next_u64();
         let job = self.ready.swap_remove(scale(drawn, len as u64) as usize);
         if len >= 2 {
             self.steps += 1;
             self.taken.push_trace_id(number(&job));
-            // The job at this index now is the one the next pick takes at length `len`
-            // (the index past the end is where the job just taken goes if it is queued
-            // again: its memory is at hand).
-            if let Some(next) = self.ready.get(scale(self.ahead, len as u64) as usize) {
-                touch(next);
-            }
         }
         Some(job)
     }
@@ -282,6 +265,14 @@ impl<J> Uniform<J> {
         if self.ready.is_empty() && self.ready.capacity() > above {
             self.ready.shrink_to(keep);
         }
+    }
+}
+
+impl<J> Drop for Uniform<J> {
+    /// Optimisation: the choices' buffer goes to the thread's next seeded run
+    /// ([`crate::spare`]).
+    fn drop(&mut self) {
+        std::mem::take(&mut self.taken).recycle();
     }
 }
 
@@ -389,6 +380,15 @@ struct HandedOut {
     yields: u32,
 }
 
+impl<J> Drop for Pct<J> {
+    /// Optimisation: the choices' and priorities' buffers go to the thread's next seeded run
+    /// ([`crate::spare`]).
+    fn drop(&mut self) {
+        std::mem::take(&mut self.taken).recycle();
+        spare::give_words(std::mem::take(&mut self.priority));
+    }
+}
+
 impl<J> Pct<J> {
     fn new(mut rng: SplitMix64, depth: u64, horizon: u64) -> Pct<J> {
         // `depth - 1` distinct steps in 1..=horizon (fewer if the horizon is shorter).
@@ -405,13 +405,13 @@ impl<J> Pct<J> {
             rng,
             ready: BinaryHeap::new(),
             woken: Vec::new(),
-            priority: Vec::new(),
+            priority: spare::words(),
             root_priority: UNSET,
             next_low: FRESH - 1,
             change_points,
             passed: 0,
             steps: 0,
-            taken: Schedule::default(),
+            taken: Schedule::recording(),
             last_handed_out: None,
         }
     }

@@ -88,11 +88,10 @@ where
     let wrapped = TaskFuture {
         stage: Stage::Future { future },
     };
-    // The task's key rides on the runnable: the loop passes it to the task's poll, and
-    // traces and seeded strategies look the id up by it. (A key is 4 bytes where an id is
-    // 8, which shrinks async-task's header from 48 bytes to 40.) So does its runtime's tag,
-    // in the 3 bytes left, so that the schedule function needs no `Arc` of its own.
-    let meta = TaskMeta::new(node.key, core.shared().tag);
+    // The task's key rides on the runnable: the loop passes it to the task's poll. So do
+    // its runtime's tag, so that the schedule function needs no `Arc` of its own, and its
+    // number, which traces and seeded strategies name it by (see `TaskMeta`).
+    let meta = TaskMeta::new(node.key, core.shared().tag, node.id.number());
     let (runnable, task) = async_task::Builder::new()
         .metadata(meta)
         .spawn_local(move |_| wrapped, crate::wake::schedule);
@@ -299,7 +298,7 @@ mod tests {
 
     /// The byte table in benches/README.md ("Where an idle task's bytes go") counts these.
     #[test]
-    fn the_wrapper_adds_a_tag_to_the_future_and_the_metadata_fits_the_header() {
+    fn the_wrapper_adds_a_tag_to_the_future_and_the_metadata_is_twelve_bytes() {
         let payload = [0u8; 64];
         let counter = Rc::new(());
         let i = 0usize;
@@ -315,6 +314,6 @@ mod tests {
         };
         // A compiler-made future has no niche for the stage's tag: 8 more bytes.
         assert_eq!(size_of_val(&wrapped), 96);
-        assert_eq!(size_of::<TaskMeta>(), 7);
+        assert_eq!(size_of::<TaskMeta>(), 12);
     }
 }

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::Location;
 
+use crate::spare;
 use crate::tree::{Key, Tree};
 
 /// How many of the latest events a trace keeps: 65,536 (1 MiB of events).
@@ -472,11 +473,11 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn new() -> Recorder {
         Recorder {
-            first: Vec::new(),
-            later: VecDeque::new(),
+            first: spare::words(),
+            later: VecDeque::from(spare::words()),
             recorded: 0,
             hash: HASH_START,
-            tasks: Vec::new(),
+            tasks: spare::tasks(),
             last_site: None,
         }
     }
@@ -519,12 +520,6 @@ impl Recorder {
             }
             self.later.push_back(word);
         }
-    }
-
-    /// The task at `key` is about to be polled.
-    #[inline]
-    pub(crate) fn polled(&mut self, tree: &Tree, key: Key) {
-        self.record(TraceEvent::Poll(tree.node(key).id.number()));
     }
 
     /// The task at `key` was just spawned: its identity enters the hash (a tag, its number,
@@ -573,6 +568,15 @@ impl Recorder {
             first_steps: self.first.iter().map(|&word| unpack(word)).collect(),
             tasks: self.tasks.clone(),
         }
+    }
+}
+
+impl Drop for Recorder {
+    /// Optimisation: the buffers go to the thread's next seeded run ([`crate::spare`]).
+    fn drop(&mut self) {
+        spare::give_words(std::mem::take(&mut self.first));
+        spare::give_words(Vec::from(std::mem::take(&mut self.later)));
+        spare::give_tasks(std::mem::take(&mut self.tasks));
     }
 }
 

@@ -137,29 +137,23 @@ impl RunQueue {
         }
     }
 
-    /// The next job to run. When this empties a queue that a burst grew large (100,000
-    /// tasks spawned at once leave a 2 MiB buffer), the buffer is given back: an idle or
-    /// steady program should not keep its worst moment's queue forever. Regrowing for the
-    /// next burst costs what the first growth did, once per burst.
+    /// The next job to run. When a pick finds empty a queue that a burst grew large
+    /// (100,000 tasks spawned at once leave a 2 MiB buffer), the buffer is given back: an
+    /// idle or steady program should not keep its worst moment's queue forever. Regrowing
+    /// for the next burst costs what the first growth did, once per burst. The test waits
+    /// for the pick that finds nothing (the end of the batch that drained the queue), so a
+    /// pick that returns a job does not look at the buffer.
     #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<Job> {
         let job = match &mut self.picker {
             Picker::Fifo => self.ready.pop_front(),
             // Optimisation: inline, like FIFO (a call's prologue and epilogue were a tenth of
             // a pick); PCT and replays go through `RunQueue::pick`.
-            Picker::Random(uniform) => {
-                let job = uniform.pop(Job::trace_id);
-                // The buffer goes when a pick finds the queue empty (the end of the batch
-                // that drained it), not at every pick.
-                if job.is_none() {
-                    uniform.shrink_if_drained(SHRINK_ABOVE, KEEP);
-                }
-                return job;
-            }
+            Picker::Random(uniform) => uniform.pop(Job::trace_id),
             _ => self.pick(),
         };
-        if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
-            self.shrink();
+        if job.is_none() {
+            self.shrink_if_drained();
         }
         job
     }
@@ -169,13 +163,7 @@ impl RunQueue {
     fn pick(&mut self) -> Option<Job> {
         match &mut self.picker {
             Picker::Fifo | Picker::Random(_) => unreachable!("RunQueue::pop takes these inline"),
-            Picker::Pct(pct) => {
-                let job = pct.pop(Job::trace_id, Job::slot);
-                if job.is_none() {
-                    pct.shrink_if_drained(SHRINK_ABOVE, KEEP);
-                }
-                job
-            }
+            Picker::Pct(pct) => pct.pop(Job::trace_id, Job::slot),
             Picker::Replay(replay) => {
                 let index = match self.ready.len() {
                     0 => {
@@ -225,9 +213,18 @@ impl RunQueue {
         self.picker.steps()
     }
 
+    /// Gives back the buffer of an empty queue, wherever the strategy keeps its jobs, if a
+    /// burst grew it beyond [`SHRINK_ABOVE`] slots.
     #[cold]
-    fn shrink(&mut self) {
-        self.ready.shrink_to(KEEP);
+    fn shrink_if_drained(&mut self) {
+        if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
+            self.ready.shrink_to(KEEP);
+        }
+        match &mut self.picker {
+            Picker::Random(uniform) => uniform.shrink_if_drained(SHRINK_ABOVE, KEEP),
+            Picker::Pct(pct) => pct.shrink_if_drained(SHRINK_ABOVE, KEEP),
+            Picker::Fifo | Picker::Replay(_) => {}
+        }
     }
 
     /// Slots the buffer has room for (for tests of the shrinking).

@@ -50,10 +50,10 @@ pub(crate) struct RuntimeTag(u32);
 /// chosen at random before its poll begins, and waits for it; read from here, it reads the
 /// header the poll reads next anyway. Measured with 10,000 tasks yielding 100 times, with
 /// the pick's other trims of this round (no borrow of the tree, no read one pick ahead):
-/// 591 -> 537 instructions per poll under Random, and about 2 ns per poll of the wall time. The 8 bytes cost the spawn_memory benchmark nothing
-/// (its allocation goes from 144 to 152 requested bytes, in the same 160-byte malloc chunk);
-/// a task whose future ends within 8 bytes of a 16-byte boundary takes a chunk 16 bytes
-/// larger.
+/// 591 -> 537 instructions per poll under Random, and about 2 ns per poll of the wall
+/// time. The 8 bytes cost the spawn_memory benchmark nothing (its allocation goes from 144
+/// to 152 requested bytes, in the same 160-byte malloc chunk); a task whose future ends
+/// within 8 bytes of a 16-byte boundary takes a chunk 16 bytes larger.
 ///
 /// [`TaskId::number`]: crate::TaskId::number
 #[repr(C, packed)]

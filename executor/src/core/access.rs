@@ -84,10 +84,15 @@ impl Core {
     }
 
     /// The cancellation mark of the node being polled; `None` between polls and while it
-    /// is not cancelled. What every await point asks.
+    /// is not cancelled. What every await point asks. While nothing in the runtime is
+    /// marked, the answer comes without the node (the marked count, [`Tree::any_marked`]).
     #[inline]
     pub(crate) fn current_mark(&self) -> Option<CancelReason> {
-        self.tree().get(self.frame.current())?.cancel
+        let tree = self.tree();
+        if !tree.any_marked() {
+            return None;
+        }
+        tree.get(self.frame.current())?.cancel
     }
 
     /// Whether every shield gets a node as soon as it is entered.

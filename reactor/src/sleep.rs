@@ -89,14 +89,19 @@ impl Future for Sleep {
             }
             return cancelled.map(Err);
         }
-        if let Start::After(duration) = self.start {
-            let deadline = Instant::now().saturating_add(duration);
-            self.start = Start::Timer(Timer::at(deadline).named("sleep"));
-        }
-        let Start::Timer(timer) = &mut self.start else {
-            unreachable!("the deadline was fixed above")
+        let polled = match &mut self.start {
+            Start::Timer(timer) => timer.poll_expired(cx),
+            Start::After(duration) => {
+                // The first poll: the deadline is fixed by the clock read now, and the same
+                // reading says whether it has passed.
+                let now = Instant::now();
+                let mut timer = Timer::at(now.saturating_add(*duration)).named("sleep");
+                let polled = timer.poll_expired_from(cx, now);
+                self.start = Start::Timer(timer);
+                polled
+            }
         };
-        if timer.poll_expired(cx).is_pending() {
+        if polled.is_pending() {
             return Poll::Pending;
         }
         // Due: a completion, so it costs budget (an always-due sleep loop must yield).

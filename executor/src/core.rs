@@ -523,6 +523,17 @@ impl Core {
         self.dispatch.queue.borrow_mut().pop()
     }
 
+    /// Gives back the buffer of a run queue that a burst grew and the batch drained, before
+    /// the root's poll (see `RunQueue::pop`): the root is where a program looks at itself
+    /// (its memory, its statistics), and it is often the batch's last job, which runs
+    /// before the pick that finds the queue empty.
+    pub(crate) fn shrink_queue_before_root(&self) {
+        let mut queue = self.dispatch.queue.borrow_mut();
+        if queue.is_empty() {
+            queue.shrink_if_drained();
+        }
+    }
+
     /// Moves the wakes other threads injected into the local queue; returns how many.
     #[inline]
     pub(crate) fn inject_remote(&self) -> usize {

@@ -94,6 +94,7 @@ fn run_batch(core: &Core, poll_root: &mut dyn FnMut()) -> Tick {
             }
             Job::Root => {
                 core.record(|| TraceEvent::PollRoot);
+                core.shrink_queue_before_root();
                 poll_root();
             }
         }

@@ -142,7 +142,9 @@ impl RunQueue {
     /// idle or steady program should not keep its worst moment's queue forever. Regrowing
     /// for the next burst costs what the first growth did, once per burst. The test waits
     /// for the pick that finds nothing (the end of the batch that drained the queue), so a
-    /// pick that returns a job does not look at the buffer.
+    /// pick that returns a job does not look at the buffer; the one job that can see the
+    /// drained buffer, the batch's last, is given it back before its poll when it is the
+    /// root (`Core::shrink_queue_before_root`).
     #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<Job> {
         let job = match &mut self.picker {
@@ -216,7 +218,7 @@ impl RunQueue {
     /// Gives back the buffer of an empty queue, wherever the strategy keeps its jobs, if a
     /// burst grew it beyond [`SHRINK_ABOVE`] slots.
     #[cold]
-    fn shrink_if_drained(&mut self) {
+    pub(crate) fn shrink_if_drained(&mut self) {
         if self.ready.is_empty() && self.ready.capacity() > SHRINK_ABOVE {
             self.ready.shrink_to(KEEP);
         }
@@ -229,7 +231,7 @@ impl RunQueue {
 
     /// Slots the buffer has room for (for tests of the shrinking).
     #[cfg(test)]
-    fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.ready.capacity()
     }
 
@@ -333,5 +335,37 @@ mod tests {
         let steady = queue.capacity();
         while queue.pop().is_some() {}
         assert_eq!(queue.capacity(), steady);
+    }
+
+    /// The root often runs last in the batch that drained the queue, before the pick that
+    /// finds it empty: the buffer is given back before its poll, so a program that measures
+    /// itself there (benches/suite/spawn_memory.rs) sees no burst's buffer.
+    #[test]
+    fn the_root_polled_after_a_burst_finds_the_buffer_given_back() {
+        const TASKS: usize = 10_000;
+        let capacity = crate::block_on(async {
+            let polled = std::rc::Rc::new(std::cell::Cell::new(0));
+            let handles: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let polled = polled.clone();
+                    crate::spawn(async move {
+                        polled.set(polled.get() + 1);
+                        crate::cancelled().await
+                    })
+                })
+                .collect();
+            let mut grown = 0;
+            while polled.get() < TASKS {
+                grown = grown.max(crate::context::with_core(|core| core.queue_capacity()).unwrap());
+                crate::yield_now().await.unwrap();
+            }
+            assert!(grown >= TASKS, "the burst grew the buffer to {grown} slots");
+            let capacity = crate::context::with_core(|core| core.queue_capacity()).unwrap();
+            for handle in &handles {
+                handle.cancel();
+            }
+            capacity
+        });
+        assert!(capacity <= KEEP, "the root's poll saw {capacity} slots");
     }
 }

@@ -77,6 +77,12 @@ impl Core {
         self.structure.aborting.get() > 0 && self.tree().node(key).phase == Phase::Aborting
     }
 
+    /// Slots the run queue's buffer has room for (for tests of its shrinking).
+    #[cfg(test)]
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.dispatch.queue.borrow().capacity()
+    }
+
     /// Tasks completed so far.
     #[inline]
     pub(crate) fn completed(&self) -> u64 {

@@ -127,7 +127,7 @@ impl Builder {
 
     /// Graceful shutdown on the signals that ask a program to stop: SIGINT (Ctrl-C) and
     /// SIGTERM (`kill`, systemd, `docker stop`, Kubernetes), the
-    /// [`SHUTDOWN_SIGNALS`](crate::signal::SHUTDOWN_SIGNALS). The first of them to arrive
+    /// [`SHUTDOWN_SIGNALS`]. The first of them to arrive
     /// cancels the root: every task sees `Cancelled` (reason `Shutdown`) at its next await
     /// point, runs its cleanup, and `block_on` returns once the tree has finished. A second
     /// one, of either kind, exits the process at once with 128 + its number (130 for SIGINT,

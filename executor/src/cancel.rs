@@ -40,7 +40,7 @@ impl CancelReason {
 
 /// The error a treeloop await point returns inside a cancelled region.
 ///
-/// Propagate it with `?`; run cleanup that must await inside [`shield`](crate::shield).
+/// Propagate it with `?`; run cleanup that must await inside [`shield`](crate::shield()).
 ///
 /// ```
 /// use treeloop::{CancelReason, Cancelled};

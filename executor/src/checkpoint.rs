@@ -10,7 +10,7 @@
 //! that catches the error and carries on (`loop { let _ = checkpoint().await; }`) would then
 //! never return `Pending`: its poll would never end, and with it nothing else would run,
 //! `abort()` and the watchdog included. So the cancelled path is a completion like any other:
-//! it spends one unit of the per-poll budget ([`coop`](crate::coop)), and with the budget
+//! it spends one unit of the per-poll budget ([`coop`]), and with the budget
 //! gone it wakes the task and returns `Pending` instead. On the path that is not cancelled
 //! this costs nothing (the mark is read anyway); on the cancelled path, one more
 //! thread-local load. [`checkpoint`] and [`yield_now`] go further: they always yield once,

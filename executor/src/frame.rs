@@ -19,7 +19,7 @@
 //! (the node's insert, two entries and its removal). What it costs a reader: the frame has
 //! two parts, the current node and the lazy shield, and both must be restored together.
 //!
-//! Read next: [`crate::shield`], the shields the lazy frame stands for.
+//! Read next: [`crate::shield`](mod@crate::shield), the shields the lazy frame stands for.
 
 use std::cell::Cell;
 use std::panic::Location;

@@ -104,7 +104,7 @@ impl Region {
     }
 
     /// The region of a shield whose node [`Core`] opened while the shield had none (see
-    /// [`crate::shield`]).
+    /// [`crate::shield`](mod@crate::shield)).
     pub(crate) fn adopt_shield(core: &Core, key: crate::tree::Key) -> Region {
         Region {
             node: core.tree().node_ref(key),

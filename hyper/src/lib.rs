@@ -5,7 +5,7 @@
 //! - [`TreeloopExecutor`] is hyper's `rt::Executor`: it spawns into the task tree, so what
 //!   hyper spawns (HTTP/2 streams) is a child of its connection, cancelled and awaited with
 //!   it. [`TreeloopTimer`] is hyper's `rt::Timer` on treeloop's clock (virtual in tests).
-//! - [`serve`] (and [`Server`] for options) runs a hyper service on a listener: a task per
+//! - [`serve()`] (and [`Server`] for options) runs a hyper service on a listener: a task per
 //!   connection, HTTP/1.1 with keep-alive and HTTP/2 with prior knowledge. Cancelled (Ctrl-C,
 //!   SIGTERM with `Builder::shutdown_on_signal`, a parent's cancel), it stops accepting and
 //!   closes the listener first, then calls hyper's `graceful_shutdown()` on every

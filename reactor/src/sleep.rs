@@ -124,7 +124,7 @@ impl Future for Sleep {
 /// ignoring its cancellation); `sleep(d).await?` ends it.
 ///
 /// Protocol timers that must keep time while their connection drains (hyper's `Timer`)
-/// want the opposite, no cancellation at all: [`Timer`](crate::time::Timer).
+/// want the opposite, no cancellation at all: [`Timer`].
 ///
 /// ```
 /// use std::future::Future;

@@ -1,11 +1,11 @@
 //! treeloop's structured concurrency: scopes (nurseries), supervisors and deadlines, built on
 //! the executor's task tree and the reactor's timers.
 //!
-//! - [`scope`]: the body and every member run in one region; the first failure cancels the
+//! - [`scope()`]: the body and every member run in one region; the first failure cancels the
 //!   rest; the scope returns after everyone finished cleanup, with every real error kept.
 //! - [`supervisor`]: the same, but failures do not cancel the others.
-//! - [`race`]: the first of several futures to finish wins; the others are cancelled and
-//!   awaited. [`join`] and [`try_join`]: all of them, as child tasks.
+//! - [`race()`]: the first of several futures to finish wins; the others are cancelled and
+//!   awaited. [`join()`] and [`try_join`]: all of them, as child tasks.
 //! - [`time::timeout`]: a cancel region with a deadline.
 //! - [`on_cancel`]: graceful shutdown for foreign futures that have their own (a hyper
 //!   connection's `graceful_shutdown`): the cancellation calls it instead of cutting the

@@ -1,7 +1,7 @@
 //! I/O helpers that are safe to cancel: [`BufReader`], [`BufWriter`], and [`Lines`],
 //! [`read_until`](AsyncBufReadExt::read_until) and [`read_line`](AsyncBufReadExt::read_line)
 //! from [`AsyncBufReadExt`], over any `futures-io` stream (treeloop's sockets, their split
-//! halves, `&TcpStream`, [`sim`](crate::sim) duplexes, your own types); [`split`] for
+//! halves, `&TcpStream`, [`sim`](crate::sim) duplexes, your own types); [`split()`] for
 //! streams of other libraries; and the futures-io traits themselves ([`AsyncRead`],
 //! [`AsyncWrite`], [`AsyncBufRead`]), so generic code needs no extra dependency.
 //!

@@ -1,4 +1,4 @@
-//! In-memory networking for deterministic tests: [`duplex`] streams and a [`listener`] with
+//! In-memory networking for deterministic tests: [`duplex()`] streams and a [`listener()`] with
 //! its [`Connector`], and [`Net`], a simulated network of hosts.
 //!
 //! Real sockets make a seeded run unreproducible (the OS decides when bytes arrive), so a

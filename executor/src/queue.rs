@@ -51,6 +51,15 @@ impl Job {
         }
     }
 
+    /// Asks the processor for the task's header, which its poll reads first (see
+    /// `crate::prefetch`); nothing for the root.
+    #[inline(always)]
+    fn prefetch(&self) {
+        if let Job::Task(runnable) = self {
+            crate::prefetch::prefetch(runnable.metadata());
+        }
+    }
+
     /// A key no other live job has, known without the tree: the task's slab key, or
     /// `u64::MAX` for the root. (A key is reused only after its task completed, and a
     /// completed task is never queued again.)
@@ -151,7 +160,7 @@ impl RunQueue {
             Picker::Fifo => self.ready.pop_front(),
             // Optimisation: inline, like FIFO (a call's prologue and epilogue were a tenth of
             // a pick); PCT and replays go through `RunQueue::pick`.
-            Picker::Random(uniform) => uniform.pop(Job::trace_id),
+            Picker::Random(uniform) => uniform.pop(Job::trace_id, Job::prefetch),
             _ => self.pick(),
         };
         if job.is_none() {

@@ -1,5 +1,5 @@
 //! A hint to the processor: start loading a task's memory now, because it will be polled
-//! soon. The executor's one `unsafe` block.
+//! next. The executor's one `unsafe` block.
 //!
 //! # Why it exists
 //!
@@ -10,6 +10,14 @@
 //! guess a random order. Issue 17 asks a Random run for at most 1.5x the time of a normal
 //! one; measured with 10,000 ready tasks yielding 100 times, it took 1.55-1.73x (47-48 ns
 //! per poll against 30-31), and perf put the stall on that header read.
+//!
+//! Normal mode has the same miss whenever tasks are woken in another order than the one
+//! they were allocated in: timers by deadline, sockets by readiness. FIFO's next pick is
+//! known exactly (the queue's front), so each pick hints the next one's header too. The
+//! timers workload (100,000 tasks each sleeping once, woken in deadline order) went from
+//! 743-781 to 675-694 ns per timer, 0.85-0.91x to 0.78-0.81x async-executor, 3 interleaved
+//! runs each; the hint costs 12 instructions per pick where the cache already holds every
+//! task (yield, 1,000 tasks: 28.8-29.1 -> 29.6-31.9 ns, still 0.72-0.78x tokio).
 //!
 //! Safe code cannot hide the latency: a plain read of the next pick's header, one pick
 //! ahead, is a demand load, and a load that misses holds the poll's instructions up behind

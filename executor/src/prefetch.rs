@@ -8,8 +8,8 @@
 //! per core here), every pick's first read of its task's header misses the cache, and the
 //! hardware prefetcher, which makes FIFO's walk over tasks spawned in order cheap, cannot
 //! guess a random order. Issue 17 asks a Random run for at most 1.5x the time of a normal
-//! one; measured with 10,000 ready tasks yielding 100 times, it took 1.55-1.73x (47-48 ns
-//! per poll against 30-31), and perf put the stall on that header read.
+//! one; measured with 10,000 ready tasks yielding 100 times, it took 1.53-1.74x (47-55 ns
+//! per poll against 30-32), and perf put the stall on that header read.
 //!
 //! Normal mode has the same miss whenever tasks are woken in another order than the one
 //! they were allocated in: timers by deadline, sockets by readiness. FIFO's next pick is
@@ -22,8 +22,9 @@
 //! Safe code cannot hide the latency: a plain read of the next pick's header, one pick
 //! ahead, is a demand load, and a load that misses holds the poll's instructions up behind
 //! it (measured: it made the pick slower). A prefetch instruction is not a load: it asks
-//! for the line and retires at once. With it, the same run takes 39.6-40.2 ns per poll,
-//! 1.30x normal mode (`what_a_pick` in tests/pct.rs; ARCHITECTURE.md, "Optimisations").
+//! for the line and retires at once. With it, the same run takes 39.6-42 ns per poll,
+//! 1.32-1.38x normal mode (`what_a_pick` in tests/pct.rs, 3 rounds alternating with a build
+//! without the hint, which gave 1.56-1.58x; ARCHITECTURE.md, "Optimisations").
 //!
 //! # Why it is sound
 //!

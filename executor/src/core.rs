@@ -528,10 +528,7 @@ impl Core {
     /// (its memory, its statistics), and it is often the batch's last job, which runs
     /// before the pick that finds the queue empty.
     pub(crate) fn shrink_queue_before_root(&self) {
-        let mut queue = self.dispatch.queue.borrow_mut();
-        if queue.is_empty() {
-            queue.shrink_if_drained();
-        }
+        self.dispatch.queue.borrow_mut().shrink_if_drained();
     }
 
     /// Moves the wakes other threads injected into the local queue; returns how many.

@@ -26,7 +26,8 @@
 //! [`Executor::block_on`] is [`Executor::start`], then the same turns until the run finishes:
 //! a test or a learner stepping a run sees exactly the turns `block_on` takes.
 //!
-//! Read next: [`crate::checkpoint`](mod@crate::checkpoint), the await points where a cancelled task hears of it.
+//! Read next: [`crate::checkpoint`](mod@crate::checkpoint), the await points where a cancelled
+//! task hears of it.
 
 use std::future::Future;
 use std::panic::{self, Location};

@@ -97,13 +97,7 @@ impl Future for Advance {
             }
             State::Waiting(key) => {
                 let fired = expect_reactor("time::advance", |reactor| {
-                    let mut timers = reactor.timers.borrow_mut();
-                    if timers.is_pending(key) {
-                        timers.set_waker(key, cx.waker());
-                        false
-                    } else {
-                        true
-                    }
+                    !reactor.timers.borrow_mut().set_waker(key, cx.waker())
                 });
                 if !fired {
                     return Poll::Pending;

@@ -80,16 +80,18 @@ impl Timer {
             // at every poll; but the reactor fires a timer (drops its entry) only once its
             // clock has reached the deadline, so a registration that is gone has expired.
             // Saves a clock read (a vDSO call, and a system call on some virtual machines)
-            // in the poll that follows every fired timer.
-            if key.is_some_and(|registered| !timers.is_pending(registered)) {
-                return true;
+            // in the poll that follows every fired timer. One lookup of the registration
+            // says whether it is gone and keeps the waker current.
+            if let Some(registered) = *key {
+                if !timers.set_waker(registered, cx.waker()) {
+                    return true;
+                }
             }
             if now.unwrap_or_else(|| reactor.now()) >= deadline {
                 return true;
             }
-            match *key {
-                Some(registered) => timers.set_waker(registered, cx.waker()),
-                None => *key = Some(timers.insert(deadline, cx.waker().clone())),
+            if key.is_none() {
+                *key = Some(timers.insert(deadline, cx.waker().clone()));
             }
             false
         });

@@ -88,25 +88,22 @@ impl Timers {
     }
 
     /// Replaces the waker of a live timer (a task may be polled with a different waker).
-    pub(crate) fn set_waker(&mut self, key: TimerKey, waker: &Waker) {
-        if let Some(entry) = self.live_mut(key) {
-            if !entry.waker.will_wake(waker) {
-                entry.waker = waker.clone();
-            }
+    /// Returns whether the timer is still pending: `false` once it fired (or was removed),
+    /// so a re-poll learns both in one lookup.
+    pub(crate) fn set_waker(&mut self, key: TimerKey, waker: &Waker) -> bool {
+        let Some(entry) = self.live_mut(key) else {
+            return false;
+        };
+        if !entry.waker.will_wake(waker) {
+            entry.waker = waker.clone();
         }
+        true
     }
 
     pub(crate) fn remove(&mut self, key: TimerKey) {
         if self.live_mut(key).is_some() {
             self.entries.remove(key.slot);
         }
-    }
-
-    /// Whether the timer is registered and has not fired yet.
-    pub(crate) fn is_pending(&self, key: TimerKey) -> bool {
-        self.entries
-            .get(key.slot)
-            .is_some_and(|entry| entry.seq == key.seq)
     }
 
     fn live_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {

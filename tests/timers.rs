@@ -136,6 +136,51 @@ fn equal_deadlines_fire_in_registration_order_not_spawn_order() {
 }
 
 #[test]
+fn a_fired_sleep_leaves_alone_the_timer_that_took_its_slot() {
+    // A and B are due at the same instant; the reactor fires both in one turn and frees their
+    // slots. A runs first and registers a new sleep, which takes a freed slot (B's: the timer
+    // table reuses the last one freed). Then B's sleep, polled again, must see that it fired
+    // without touching that slot: had it taken the slot's registration for its own, B would
+    // have replaced A's waker or removed A's timer, and A would never wake.
+    let rt = paused();
+    let log = Log::new();
+    rt.block_on(async {
+        let start = Instant::now();
+        let deadline = start + SECOND;
+        let a = {
+            let log = log.clone();
+            spawn(async move {
+                sleep_until(deadline).await.unwrap();
+                log.push(format!("a woke at {} ms", start.elapsed().as_millis()));
+                sleep(2 * SECOND).await.unwrap();
+                log.push(format!(
+                    "a woke again at {} ms",
+                    start.elapsed().as_millis()
+                ));
+            })
+        };
+        let b = {
+            let log = log.clone();
+            spawn(async move {
+                sleep_until(deadline).await.unwrap();
+                log.push(format!("b woke at {} ms", start.elapsed().as_millis()));
+            })
+        };
+        a.await.unwrap();
+        b.await.unwrap();
+        assert_eq!(start.elapsed(), 3 * SECOND);
+    });
+    assert_eq!(
+        log.take(),
+        [
+            "a woke at 1000 ms",
+            "b woke at 1000 ms",
+            "a woke again at 3000 ms"
+        ]
+    );
+}
+
+#[test]
 fn different_deadlines_fire_in_deadline_order() {
     let rt = paused();
     let log = Log::new();

@@ -7,6 +7,10 @@
 //! - A timer is an entry in a slab (its waker) plus a heap item. Dropping a `Sleep` removes
 //!   the entry at once; its heap item goes stale (see the optimisation below).
 //! - Firing only collects wakers; the caller wakes them after releasing its borrow.
+//! - [`Timers::expire`] fires every due timer before it returns, so after `expire(now)` no
+//!   registered timer is due at `now`: [`Timers::fired_through`] is that `now`, the
+//!   watermark below which every registration has fired (see the optimisation in
+//!   `timer.rs`).
 //! - Timers know only the clock's `Instant`. What a whole turn of the loop did (the timers
 //!   it fired among the I/O events, signals and dumps) is the reactor's `Turn`, in
 //!   `reactor.rs`, which reads [`Expired`] from here.
@@ -68,6 +72,9 @@ pub(crate) struct Timers {
     entries: Slab<Entry>,
     /// The next registration's sequence number.
     next_seq: u64,
+    /// The `now` of the last [`Timers::expire`]: every timer registered with a deadline at
+    /// or before it has fired. `None` before the first expiry.
+    fired_through: Option<Instant>,
 }
 
 impl Timers {
@@ -76,6 +83,7 @@ impl Timers {
             heap: BinaryHeap::new(),
             entries: Slab::new(),
             next_seq: 0,
+            fired_through: None,
         }
     }
 
@@ -104,6 +112,20 @@ impl Timers {
         if self.live_mut(key).is_some() {
             self.entries.remove(key.slot);
         }
+    }
+
+    /// Whether a timer registered for `deadline` has certainly fired: its deadline is at or
+    /// before the `now` of an expiry, which fired everything due then. Answers from this
+    /// struct alone, without reading the registration's slot.
+    ///
+    /// Holds for a registration made while its deadline was still ahead of the clock (a
+    /// [`Timer`](crate::Timer)'s: it registers only after seeing `now < deadline`, and
+    /// every expiry's `now` was read from the same monotonic clock before that): a timer
+    /// registered for a deadline the clock had passed (`time::advance`'s own) may be due and
+    /// not fired yet, so its owner asks [`Timers::set_waker`] instead.
+    pub(crate) fn fired_through(&self, deadline: Instant) -> bool {
+        self.fired_through
+            .is_some_and(|through| deadline <= through)
     }
 
     fn live_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {
@@ -140,6 +162,51 @@ impl Timers {
                 expired.count += 1;
             }
         }
+        self.fired_through = Some(now);
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+    use std::time::Duration;
+
+    use super::Timers;
+    use crate::clock::Instant;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_watermark_is_the_last_expirys_now_and_covers_only_what_it_fired() {
+        let start = Instant::from_std(std::time::Instant::now());
+        let mut timers = Timers::new();
+        let mut wake = Vec::new();
+        assert!(
+            !timers.fired_through(start),
+            "nothing has fired before the first expiry"
+        );
+        timers.insert(start + ms(10), Waker::noop().clone());
+        timers.insert(start + ms(20), Waker::noop().clone());
+
+        let expired = timers.expire(start + ms(5), &mut wake);
+        assert_eq!((expired.count, wake.len()), (0, 0));
+        assert!(timers.fired_through(start + ms(5)));
+        assert!(!timers.fired_through(start + ms(10)), "not due yet");
+
+        let expired = timers.expire(start + ms(10), &mut wake);
+        assert_eq!(expired.count, 1, "the deadline equal to `now` fires");
+        assert_eq!(expired.next_deadline, Some(start + ms(20)));
+        assert!(timers.fired_through(start + ms(10)));
+        assert!(!timers.fired_through(start + ms(10) + Duration::from_nanos(1)));
+        assert!(!timers.fired_through(start + ms(20)));
+
+        let expired = timers.expire(start + ms(30), &mut wake);
+        assert_eq!((expired.count, expired.next_deadline), (1, None));
+        assert!(timers.fired_through(start + ms(20)));
+        assert!(timers.fired_through(start + ms(30)));
+        assert_eq!(wake.len(), 2);
     }
 }

@@ -34,7 +34,7 @@ use crate::cancel::CancelReason;
 use crate::context;
 use crate::coop;
 use crate::core::Core;
-use crate::join::{JoinHandle, Outcome};
+use crate::join::{JoinHandle, Outcome, Panicked};
 use crate::panic::Payload;
 use crate::queue::Job;
 use crate::registry::TaskMeta;
@@ -78,12 +78,12 @@ where
     F::Output: 'static,
 {
     let node = core.insert(Some(parent), NodeKind::Task, location, name);
-    let parent_ref = core.tree().node_ref(parent);
     #[cfg(feature = "tracing")]
     {
         // Copied out first: a subscriber may call back into the runtime.
+        let parent_id = core.tree().node(parent).id;
         let name = core.tree().name(node.key).map(str::to_owned);
-        crate::events::spawned(node.id, name.as_deref(), parent_ref.id, location);
+        crate::events::spawned(node.id, name.as_deref(), parent_id, location);
     }
     let wrapped = TaskFuture {
         stage: Stage::Future { future },
@@ -97,7 +97,7 @@ where
         .spawn_local(move |_| wrapped, crate::wake::schedule);
     core.set_waker(node.key, runnable.waker());
     core.push_job(Job::Task(runnable));
-    JoinHandle::new(task.fallible(), node, parent_ref, location)
+    JoinHandle::new(task.fallible(), node)
 }
 
 impl<F: Future> Future for TaskFuture<F> {
@@ -120,8 +120,8 @@ impl<F: Future> Future for TaskFuture<F> {
         let start = start(&core, key);
         match stage.as_mut().project() {
             StageProj::Future { future } => {
-                let outcome = match start {
-                    Start::Abort | Start::TearDown => Outcome::Aborted,
+                let ended = match start {
+                    Start::Abort | Start::TearDown => Ended::Aborted,
                     Start::Poll => {
                         let _current = core.enter_node(key);
                         let _budget = coop::fresh_budget();
@@ -139,17 +139,17 @@ impl<F: Future> Future for TaskFuture<F> {
                         };
                         match polled {
                             Ok(Poll::Pending) => return Poll::Pending,
-                            Ok(Poll::Ready(value)) => Outcome::Returned(value),
-                            Err(payload) => Outcome::Panicked(payload),
+                            Ok(Poll::Ready(value)) => Ended::Returned(value),
+                            Err(payload) => Ended::Panicked(payload),
                         }
                     }
                 };
-                let outcome = drop_future(&core, key, stage.as_mut(), outcome);
+                let ended = drop_future(&core, key, stage.as_mut(), ended);
                 // (Read again: the drop ran user code.)
                 if core.is_tearing_down() {
-                    return Poll::Ready(outcome);
+                    return Poll::Ready(for_handle(&core, key, ended));
                 }
-                let outcome = returned(&core, key, outcome);
+                let outcome = returned(&core, key, ended);
                 if core.tree().has_children(key) {
                     // Woken again by `Tree::finish` when the last child goes.
                     stage.set(Stage::Completing {
@@ -203,31 +203,41 @@ fn start(core: &Core, key: Key) -> Start {
     }
 }
 
-/// Drops the task's future now, catching a panicking `Drop`, and returns the outcome that
+/// How the user's future ended, before the node's facts are added for the handle.
+enum Ended<T> {
+    /// It returned this value.
+    Returned(T),
+    /// It panicked, in `poll` or while being dropped.
+    Panicked(Payload),
+    /// It was dropped unpolled (`abort()`, teardown).
+    Aborted,
+}
+
+/// Drops the task's future now, catching a panicking `Drop`, and returns the ending that
 /// counts. The task is still the current node: a `Drop` that spawns makes a child of this
 /// task (which then waits for it), never an orphan.
 fn drop_future<F: Future>(
     core: &Core,
     key: Key,
     mut stage: Pin<&mut Stage<F>>,
-    outcome: Outcome<F::Output>,
-) -> Outcome<F::Output> {
+    ended: Ended<F::Output>,
+) -> Ended<F::Output> {
     let dropped = {
         let _current = core.enter_node(key);
         panic::catch_unwind(AssertUnwindSafe(|| {
             stage.set(Stage::Completing { outcome: None });
         }))
     };
-    match (outcome, dropped) {
-        (outcome, Ok(())) => outcome,
-        (Outcome::Panicked(first), Err(second)) => {
+    match (ended, dropped) {
+        (ended, Ok(())) => ended,
+        (Ended::Panicked(first), Err(second)) => {
             crate::report::report(format_args!(
                 "treeloop: a task's future panicked again while being dropped: {}",
                 crate::panic::panic_message(&second)
             ));
-            Outcome::Panicked(first)
+            Ended::Panicked(first)
         }
-        (_, Err(payload)) => Outcome::Panicked(payload),
+        (_, Err(payload)) => Ended::Panicked(payload),
     }
 }
 
@@ -235,14 +245,17 @@ fn drop_future<F: Future>(
 /// and remove the node (which wakes whoever waits for it to go).
 fn finish<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
     // The handle may have been dropped while the children finished.
-    let outcome = route_unobserved_panic(core, key, outcome);
+    let outcome = match outcome {
+        Outcome::Panicked(panicked) => route_panic(core, key, panicked),
+        outcome => outcome,
+    };
     #[cfg(feature = "tracing")]
     {
         let id = core.tree().node(key).id;
         let how = match &outcome {
             Outcome::Returned(_) => "returned",
             Outcome::Panicked(_) | Outcome::Reported => "panicked",
-            Outcome::Aborted => "aborted",
+            Outcome::Aborted(_) => "aborted",
         };
         crate::events::completed(id, how);
     }
@@ -253,41 +266,60 @@ fn finish<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
 /// The task's future is gone: enter the completing phase. A failed or aborted task cancels
 /// its own children (nobody is left to use what they compute); a panic nobody can take from
 /// a handle is reported and cancels the parent's region (R17).
-fn returned<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+fn returned<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
     core.begin_completing(key);
-    match outcome {
-        Outcome::Panicked(_) => core.cancel(key, CancelReason::Failure),
-        Outcome::Aborted => core.cancel(key, CancelReason::Explicit),
-        _ => {}
+    match ended {
+        Ended::Returned(value) => Outcome::Returned(value),
+        Ended::Panicked(payload) => {
+            core.cancel(key, CancelReason::Failure);
+            let panicked = panicked(core, key, payload);
+            route_panic(core, key, panicked)
+        }
+        Ended::Aborted => {
+            core.cancel(key, CancelReason::Explicit);
+            Outcome::Aborted(core.tree().node(key).location)
+        }
     }
-    route_unobserved_panic(core, key, outcome)
+}
+
+/// The outcome for the handle, with the node's facts it will need once the node is gone.
+fn for_handle<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
+    match ended {
+        Ended::Returned(value) => Outcome::Returned(value),
+        Ended::Panicked(payload) => Outcome::Panicked(panicked(core, key, payload)),
+        Ended::Aborted => Outcome::Aborted(core.tree().node(key).location),
+    }
+}
+
+/// A panic of the task at `key`, with where it was spawned and the parent it would cancel.
+#[cold]
+fn panicked(core: &Core, key: Key, payload: Payload) -> Box<Panicked> {
+    let tree = core.tree();
+    Box::new(Panicked {
+        payload,
+        parent: tree.parent(key).map(|p| tree.node_ref(p)),
+        spawned_at: tree.node(key).location,
+    })
 }
 
 /// A panic whose `JoinHandle` is gone has nobody to go to: the runtime takes it, and it
 /// cancels the parent's region (R17). Checked when the task panics and again when it
 /// finishes, since the handle may be dropped in between.
-#[inline]
-fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
-    match outcome {
-        Outcome::Panicked(payload) => route_panic(core, key, payload),
-        outcome => outcome,
-    }
-}
-
-/// [`route_unobserved_panic`] for a panic.
 #[cold]
-fn route_panic<T>(core: &Core, key: Key, payload: Payload) -> Outcome<T> {
+fn route_panic<T>(core: &Core, key: Key, panicked: Box<Panicked>) -> Outcome<T> {
     let tree = core.tree();
     let node = tree.node(key);
     if node.join == JoinInterest::Handle {
-        return Outcome::Panicked(payload);
+        return Outcome::Panicked(panicked);
     }
-    let parent = tree.parent(key).map(|p| tree.node_ref(p));
     let task = match tree.name(key) {
         Some(name) => format!("task {name:?} spawned at {}", node.location),
         None => format!("task spawned at {}", node.location),
     };
     drop(tree);
+    let Panicked {
+        payload, parent, ..
+    } = *panicked;
     core.report_unhandled(parent, payload, task);
     Outcome::Reported
 }

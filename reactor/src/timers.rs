@@ -119,7 +119,7 @@ impl Timers {
     /// struct alone, without reading the registration's slot.
     ///
     /// Holds for a registration made while its deadline was still ahead of the clock (a
-    /// [`Timer`](crate::Timer)'s: it registers only after seeing `now < deadline`, and
+    /// [`Timer`](crate::time::Timer)'s: it registers only after seeing `now < deadline`, and
     /// every expiry's `now` was read from the same monotonic clock before that): a timer
     /// registered for a deadline the clock had passed (`time::advance`'s own) may be due and
     /// not fired yet, so its owner asks [`Timers::set_waker`] instead.

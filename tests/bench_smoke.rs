@@ -87,6 +87,12 @@ fn the_scaling_run_reports_every_count_on_every_runtime() {
         table.contains("- cancel_tree: per-task cost within"),
         "{table}"
     );
+    // A growth of nothing against nothing is no ratio, and no target met.
+    let memory = table
+        .lines()
+        .find(|line| line.starts_with("- spawn_memory at 400 tasks:"))
+        .unwrap_or_else(|| panic!("no spawn_memory verdict line: {table}"));
+    assert!(!memory.contains("NaN"), "{memory}");
     let not_scaling = ["--scaling", "tcp_echo"].map(String::from);
     assert!(Options::from_args(not_scaling).is_err());
 }

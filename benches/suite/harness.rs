@@ -472,6 +472,13 @@ impl fmt::Display for ScalingReport {
         if let (Some(treeloop), Some(peer)) =
             (memory(Runtime::Treeloop), memory(Runtime::AsyncExecutor))
         {
+            if peer <= 0.0 {
+                // Smoke sizes: too few tasks for the resident set to move, no ratio to judge.
+                return writeln!(
+                    f,
+                    "- spawn_memory at {c} tasks: no growth measured (too few tasks), no verdict"
+                );
+            }
             writeln!(
                 f,
                 "- spawn_memory at {c} tasks: {:.3}x async-executor's growth, target ≤ 1.0: {}",

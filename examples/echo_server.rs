@@ -144,24 +144,6 @@ async fn connection(stream: TcpStream, peer: SocketAddr, totals: Rc<Totals>) -> 
     Ok(())
 }
 
-/// The next connection. Transient errors (out of descriptors, say: the listener is fine) are
-/// waited out with `backoff`; an error comes back only for the cancellation or for a broken
-/// listener.
-async fn accept(
-    listener: &TcpListener,
-    backoff: &mut AcceptBackoff,
-) -> io::Result<(TcpStream, SocketAddr)> {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => {
-                backoff.reset();
-                return Ok(accepted);
-            }
-            Err(err) => backoff.wait(err).await?,
-        }
-    }
-}
-
 /// The scope's body: accepts connections until cancelled, one member each.
 async fn accept_loop(
     s: Scope<io::Error>,
@@ -170,7 +152,7 @@ async fn accept_loop(
 ) -> io::Result<()> {
     let mut backoff = AcceptBackoff::new();
     loop {
-        let (stream, peer) = match accept(&listener, &mut backoff).await {
+        let (stream, peer) = match backoff.accept(&listener).await {
             Ok(accepted) => accepted,
             Err(err) => {
                 let why = Cancelled::from_io(&err).ok_or(err)?;

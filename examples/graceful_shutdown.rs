@@ -164,24 +164,6 @@ async fn report_stats(log: Log, stats: Rc<Stats>) -> io::Result<()> {
     Ok(())
 }
 
-/// The next connection. Transient errors (out of descriptors, say: the listener is fine) are
-/// waited out with `backoff`; an error comes back only for the cancellation or for a broken
-/// listener.
-async fn accept(
-    listener: &TcpListener,
-    backoff: &mut AcceptBackoff,
-) -> io::Result<(TcpStream, SocketAddr)> {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => {
-                backoff.reset();
-                return Ok(accepted);
-            }
-            Err(err) => backoff.wait(err).await?,
-        }
-    }
-}
-
 /// The error `TREELOOP_DEMO_FAIL_ACCEPT=N` puts in place of the accept after the N-th.
 fn injected_accept_failure(after: u32) -> io::Error {
     io::Error::other(format!(
@@ -205,7 +187,7 @@ async fn server(
         for id in 1.. {
             let accepted = match fail_accept {
                 Some(after) if id > after => Err(injected_accept_failure(after)),
-                _ => accept(&listener, &mut backoff).await,
+                _ => backoff.accept(&listener).await,
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,

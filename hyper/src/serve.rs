@@ -195,24 +195,16 @@ impl Server {
         // 1. Accept until cancelled (or a fatal error).
         let mut backoff = AcceptBackoff::new();
         let (why, failed) = loop {
-            match listener.accept().await {
+            // Transient errors are waited out in there; what comes back is a connection,
+            // the cancellation (of the accept, or of the backoff's wait) or a fatal error.
+            match backoff.accept(&listener).await {
                 Ok((io, _peer)) => {
-                    backoff.reset();
                     tally.accepted.set(tally.accepted.get() + 1);
                     let connection = serve_one(server.clone(), tally.clone(), io, service.clone());
                     // Refused only once the region closed, which happens after this loop.
                     let _ = spawn_into.spawn(connection);
                 }
                 Err(err) => {
-                    // A transient error is waited out; what is left is the cancellation
-                    // (of the accept, or of the backoff's wait) or a fatal error.
-                    let err = match Cancelled::from_io(&err) {
-                        Some(_) => err,
-                        None => match backoff.wait(err).await {
-                            Ok(()) => continue,
-                            Err(err) => err,
-                        },
-                    };
                     break match Cancelled::from_io(&err) {
                         Some(cancelled) => (cancelled, None),
                         None => (Cancelled::new(CancelReason::Explicit), Some(err)),

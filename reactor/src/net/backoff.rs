@@ -19,16 +19,35 @@
 //! async fn serve(listener: TcpListener) -> io::Result<()> {
 //!     let mut backoff = AcceptBackoff::new();
 //!     loop {
-//!         match listener.accept().await {
-//!             Ok((stream, _peer)) => {
-//!                 backoff.reset();
-//!                 treeloop::spawn(async move { drop(stream) }); // serve it
-//!             }
-//!             // Waits out a transient error; a fatal one, or the cancellation, ends the loop.
-//!             Err(err) => backoff.wait(err).await?,
+//!         // Waits out transient errors; a fatal one, or the cancellation, ends the loop.
+//!         let (stream, _peer) = backoff.accept(&listener).await?;
+//!         treeloop::spawn(async move { drop(stream) }); // serve it
+//!     }
+//! }
+//! ```
+//!
+//! [`AcceptBackoff::accept`] is this loop's step: `accept`, then [`reset`](AcceptBackoff::reset)
+//! after a connection or [`wait`](AcceptBackoff::wait) after an error. A loop that must see
+//! each error itself (to count them, say) calls those two:
+//!
+//! ```no_run
+//! # use std::io;
+//! # use treeloop::net::{AcceptBackoff, TcpListener};
+//! # async fn serve(listener: TcpListener) -> io::Result<()> {
+//! let mut backoff = AcceptBackoff::new();
+//! loop {
+//!     match listener.accept().await {
+//!         Ok((stream, _peer)) => {
+//!             backoff.reset();
+//!             treeloop::spawn(async move { drop(stream) }); // serve it
+//!         }
+//!         Err(err) => {
+//!             eprintln!("accept: {err}");
+//!             backoff.wait(err).await?;
 //!         }
 //!     }
 //! }
+//! # }
 //! ```
 //!
 //! # The delays: 5 ms, doubling, at most 500 ms
@@ -61,6 +80,7 @@ use std::time::Duration;
 
 use treeloop_executor::report::report;
 
+use super::Listener;
 use crate::sleep::sleep;
 
 /// The first wait after a success (or after [`AcceptBackoff::new`]).
@@ -145,6 +165,25 @@ impl AcceptBackoff {
     /// delay again. (The report stays made: it is once per `AcceptBackoff`.)
     pub fn reset(&mut self) {
         self.delay = MIN_DELAY;
+    }
+
+    /// Accepts the next connection on `listener`: the step of an accept loop. A transient
+    /// error is waited out and the accept tried again ([`wait`](Self::wait)); a connection
+    /// resets the delay ([`reset`](Self::reset)) and is returned. A fatal error comes back
+    /// as it is, and so does the cancellation: an await point, which in a cancelled region
+    /// fails with the `Cancelled` `io::Error` and takes no connection (checked here too, so
+    /// that a listener of your own whose `accept` does not look needs not).
+    pub async fn accept<L: Listener>(&mut self, listener: &L) -> io::Result<(L::Io, L::Addr)> {
+        loop {
+            super::not_cancelled().await?;
+            match listener.accept().await {
+                Ok(accepted) => {
+                    self.reset();
+                    return Ok(accepted);
+                }
+                Err(err) => self.wait(err).await?,
+            }
+        }
     }
 }
 
@@ -389,6 +428,81 @@ mod tests {
         });
         assert_eq!(reports.len(), 2, "{reports:?}");
         assert!(reports[1].contains("a client gave up"), "{reports:?}");
+    }
+
+    /// A listener whose accepts fail with these errors in turn, then connect.
+    struct Scripted {
+        errors: RefCell<Vec<io::Error>>,
+        accepts: std::cell::Cell<usize>,
+    }
+
+    impl Scripted {
+        fn failing(errors: impl IntoIterator<Item = io::Error>) -> Scripted {
+            let mut errors: Vec<_> = errors.into_iter().collect();
+            errors.reverse();
+            Scripted {
+                errors: RefCell::new(errors),
+                accepts: std::cell::Cell::new(0),
+            }
+        }
+    }
+
+    impl Listener for Scripted {
+        type Io = crate::sim::DuplexStream;
+        type Addr = usize;
+
+        async fn accept(&self) -> io::Result<(Self::Io, usize)> {
+            self.accepts.set(self.accepts.get() + 1);
+            match self.errors.borrow_mut().pop() {
+                Some(err) => Err(err),
+                None => Ok((crate::sim::duplex(64).0, self.accepts.get())),
+            }
+        }
+    }
+
+    #[test]
+    fn accept_waits_out_transient_errors_and_resets_on_the_connection() {
+        let ((waited, peer, accepts, next), reports) = on_virtual_time(async {
+            let listener = Scripted::failing([emfile(), os_error(103), emfile()]);
+            let mut backoff = AcceptBackoff::new();
+            let start = Instant::now();
+            let (_stream, peer) = backoff.accept(&listener).await.expect("a connection");
+            let waited = start.elapsed();
+            // The connection reset the delay: the next transient error waits 5 ms again.
+            let next = timed_wait(&mut backoff, emfile()).await.0;
+            (waited, peer, listener.accepts.get(), next)
+        });
+        assert_eq!(waited, ms(5 + 10 + 20), "three waits, doubling");
+        assert_eq!((peer, accepts), (4, 4), "the fourth accept connected");
+        assert_eq!(next, ms(5));
+        assert_eq!(reports.len(), 1, "reported once: {reports:?}");
+    }
+
+    #[test]
+    fn accept_returns_a_fatal_error_at_once_and_takes_nothing_when_cancelled() {
+        let ((fatal, waited, cancelled, accepts), _) = on_virtual_time(async {
+            let listener = Scripted::failing([os_error(9)]); // EBADF
+            let mut backoff = AcceptBackoff::new();
+            let start = Instant::now();
+            let fatal = backoff.accept(&listener).await.map(|_| ());
+            let waited = start.elapsed();
+            let task = spawn(async move {
+                let taken = AcceptBackoff::new().accept(&listener).await.map(|_| ());
+                (taken, listener.accepts.get())
+            });
+            task.cancel();
+            let (cancelled, accepts) = task.await.expect("the task returns");
+            (fatal, waited, cancelled, accepts)
+        });
+        let fatal = fatal.expect_err("EBADF is fatal");
+        assert_eq!(fatal.raw_os_error(), Some(9));
+        assert_eq!(waited, Duration::ZERO);
+        let cancelled = cancelled.expect_err("cancelled");
+        assert!(Cancelled::from_io(&cancelled).is_some(), "{cancelled}");
+        assert_eq!(
+            accepts, 1,
+            "only the fatal accept: the cancelled one never reached the listener"
+        );
     }
 
     #[test]

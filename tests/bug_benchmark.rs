@@ -10,20 +10,20 @@
 //! PCT learns its horizon as `test::check_with` does: each seed runs with the most
 //! scheduling steps an earlier seed took.
 
+#[path = "common/bugs.rs"]
+mod bugs;
+
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Once;
 use std::time::Duration;
 
-use treeloop::sync::{Mutex, mpsc};
+use treeloop::sync::mpsc;
 use treeloop::time::sleep;
-use treeloop::{Builder, Runtime, Strategy, spawn, yield_now};
+use treeloop::{Builder, Strategy, spawn, yield_now};
 
-/// One run of a ported bug: `true` if this interleaving hit it.
-type Bug = Pin<Box<dyn Future<Output = bool>>>;
+// Bugs 1 (lost update) and 4 (lock-order deadlock), and the check of one run, are shared
+// with tests/pct.rs.
+use bugs::{Bug, found, lock_order, lost_update};
 
 /// What starts one run of a bug.
 type MakeBug = fn() -> Bug;
@@ -60,23 +60,6 @@ async fn join_all<T>(tasks: Vec<treeloop::JoinHandle<T>>) -> Vec<T> {
         outputs.push(task.await.unwrap());
     }
     outputs
-}
-
-/// Bug 1: Lost update: two tasks read a counter, yield, write it back plus one.
-async fn lost_update() -> bool {
-    let counter = Rc::new(Cell::new(0));
-    let tasks = (0..2)
-        .map(|_| {
-            let counter = counter.clone();
-            spawn(async move {
-                let read = counter.get();
-                yield_now().await.unwrap();
-                counter.set(read + 1);
-            })
-        })
-        .collect();
-    join_all(tasks).await;
-    counter.get() != 2
 }
 
 /// Bug 2: Check then act (atomicity violation): two withdrawals of 80 from 100 each check the
@@ -116,29 +99,6 @@ async fn use_before_init() -> bool {
     });
     init.await.unwrap();
     user.await.unwrap()
-}
-
-/// Bug 4: Lock-order deadlock: `m1` then `m2` against `m2` then `m1`, yielding in between. A
-/// seeded run reports the deadlock by panicking (counted as found).
-async fn lock_order() -> bool {
-    let m1 = Rc::new(Mutex::new(()));
-    let m2 = Rc::new(Mutex::new(()));
-    let forward = {
-        let (m1, m2) = (m1.clone(), m2.clone());
-        spawn(async move {
-            let _first = m1.lock().await.unwrap();
-            yield_now().await.unwrap();
-            let _second = m2.lock().await.unwrap();
-        })
-    };
-    let backward = spawn(async move {
-        let _first = m2.lock().await.unwrap();
-        yield_now().await.unwrap();
-        let _second = m1.lock().await.unwrap();
-    });
-    forward.await.unwrap();
-    backward.await.unwrap();
-    false
 }
 
 /// Bug 5: Message reorder: producers 0 and 1 each yield, then send their number; the consumer
@@ -331,16 +291,6 @@ async fn spin_starves() -> bool {
     spinner.await.unwrap()
 }
 
-/// Whether one run found the bug: it returned `true`, or it deadlocked.
-fn found(runtime: &Runtime, bug: fn() -> Bug) -> bool {
-    quiet_deadlocks();
-    match panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(bug()))) {
-        Ok(found) => found,
-        Err(payload) if panic_text(&*payload).contains("treeloop deadlock") => true,
-        Err(payload) => panic::resume_unwind(payload),
-    }
-}
-
 /// One cell of the table: seeds that found the bug, and the first of them.
 #[derive(Clone, Copy, Debug, Default)]
 struct Found {
@@ -433,26 +383,4 @@ fn random_and_pct_find_every_bug_within_200_seeds_and_fifo_hides_seven() {
 #[ignore = "the full table, 1,000 seeds per cell: run with --ignored --nocapture"]
 fn the_full_table_over_1000_seeds() {
     table(1_000);
-}
-
-/// A deadlocking seed's panic is a found bug here: keep its message (the whole tree) out of
-/// the output. Every other panic prints as usual.
-fn quiet_deadlocks() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if !panic_text(info.payload()).contains("treeloop deadlock") {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("")
 }

@@ -8,22 +8,22 @@
 //! counts as lower bounds, a little below them. Each test prints its row of the table:
 //! `cargo test --test pct -- --nocapture`.
 
+#[path = "common/bugs.rs"]
+mod bugs;
+
 use std::cell::Cell;
-use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Once;
 use std::time::Instant;
 
-use treeloop::sync::Mutex;
-use treeloop::{Builder, Runtime, Strategy, spawn, yield_now};
+use treeloop::{Builder, Strategy, spawn, yield_now};
+
+// (a) lost update and (c) lock-order deadlock, and the check of one run, are shared with
+// tests/bug_benchmark.rs.
+use bugs::{Bug, TORN, found, lock_order, lost_update, quiet_deadlocks};
 
 /// Seeds per strategy for the three bugs.
 const SEEDS: u64 = 200;
-
-/// One run of a ported bug: `true` if this interleaving hit it.
-type Bug = Pin<Box<dyn Future<Output = bool>>>;
 
 /// The strategies of the table, in its column order.
 const STRATEGIES: [(&str, Strategy); 4] = [
@@ -32,26 +32,6 @@ const STRATEGIES: [(&str, Strategy); 4] = [
     ("PCT d=2", Strategy::Pct { depth: 2 }),
     ("PCT d=3", Strategy::Pct { depth: 3 }),
 ];
-
-/// (a) Lost update: two tasks read a shared counter, yield, and write it back plus one.
-/// The bug: both read before either writes, and the counter ends at 1.
-async fn lost_update() -> bool {
-    let counter = Rc::new(Cell::new(0));
-    let tasks: Vec<_> = (0..2)
-        .map(|_| {
-            let counter = counter.clone();
-            spawn(async move {
-                let read = counter.get();
-                yield_now().await.unwrap();
-                counter.set(read + 1);
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    counter.get() != 2
-}
 
 /// (b) Reorder (SCTBench `reorder_3`): two setters each set `a = 1`, yield, set `b = -1`; a
 /// checker reads `a`, yields, reads `b`, and expects a pair some setter could have left
@@ -81,30 +61,6 @@ async fn reorder() -> bool {
     checker.await.unwrap()
 }
 
-/// (c) Lock-order deadlock: one task takes `m1` then `m2`, the other `m2` then `m1`, each
-/// yielding while it holds the first. The bug: each holds its first lock when it asks for
-/// the second; a seeded run then reports the deadlock by panicking.
-async fn lock_order() -> bool {
-    let m1 = Rc::new(Mutex::new(()));
-    let m2 = Rc::new(Mutex::new(()));
-    let forward = {
-        let (m1, m2) = (m1.clone(), m2.clone());
-        spawn(async move {
-            let _first = m1.lock().await.unwrap();
-            yield_now().await.unwrap();
-            let _second = m2.lock().await.unwrap();
-        })
-    };
-    let backward = spawn(async move {
-        let _first = m2.lock().await.unwrap();
-        yield_now().await.unwrap();
-        let _second = m1.lock().await.unwrap();
-    });
-    forward.await.unwrap();
-    backward.await.unwrap();
-    false
-}
-
 /// The bound on the spin loop of (d): far beyond what any fair order needs.
 const SPIN_BOUND: u32 = 100_000;
 
@@ -129,16 +85,6 @@ async fn spin_loop() -> bool {
     });
     setter.await.unwrap();
     !spinner.await.unwrap()
-}
-
-/// Whether one seeded run of `bug` found it: it returned `true`, or it deadlocked.
-fn found(runtime: &Runtime, bug: fn() -> Bug) -> bool {
-    quiet_deadlocks();
-    match panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(bug()))) {
-        Ok(found) => found,
-        Err(payload) if panic_text(&*payload).contains("treeloop deadlock") => true,
-        Err(payload) => panic::resume_unwind(payload),
-    }
 }
 
 /// How many of `seeds` seeds find `bug`, driving `Builder::seed(s)` by hand and learning
@@ -192,33 +138,6 @@ fn row(name: &str, seeds: u64, bug: fn() -> Bug) -> [u64; 4] {
         .collect();
     eprintln!("| {name} | {} |", cells.join(" | "));
     counts
-}
-
-/// The panic of the seed that `a_failing_seed_replays_with_the_horizon_it_learned` expects.
-const TORN: &str = "the checker saw a torn pair";
-
-/// A deadlocking seed's panic is a found bug here, not news: keep its message (the whole
-/// tree) out of the output, and the expected failure's too. Every other panic is printed as
-/// usual.
-fn quiet_deadlocks() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let text = panic_text(info.payload());
-            if !text.contains("treeloop deadlock") && text != TORN {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("")
 }
 
 #[test]

@@ -391,7 +391,9 @@ impl JoinError {
     }
 
     /// Where the task was spawned, when the error is the task's own (a panic or an abort);
-    /// `None` when the join itself was interrupted by cancellation.
+    /// `None` when the join itself was interrupted by cancellation, and for the abort of a
+    /// task whose runtime went away before the task could finish (its future dropped
+    /// unpolled with the runtime, so it left no outcome to carry the location).
     pub fn spawned_at(&self) -> Option<&'static Location<'static>> {
         self.spawned_at
     }

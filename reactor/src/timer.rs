@@ -16,7 +16,8 @@ enum Expiry {
     Pending,
     /// Due, and the reactor fired (and removed) the registration, if there was one.
     Fired,
-    /// Due by the clock; a registration may still be in the table.
+    /// Due by the clock; a registration may still be in the table (unlike `Fired`, the slot
+    /// must be looked up to remove it).
     Due,
 }
 

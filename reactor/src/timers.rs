@@ -7,10 +7,11 @@
 //! - A timer is an entry in a slab (its waker) plus a heap item. Dropping a `Sleep` removes
 //!   the entry at once; its heap item goes stale (see the optimisation below).
 //! - Firing only collects wakers; the caller wakes them after releasing its borrow.
-//! - [`Timers::expire`] fires every due timer before it returns, so after `expire(now)` no
-//!   registered timer is due at `now`: [`Timers::fired_through`] is that `now`, the
-//!   watermark below which every registration has fired (see the optimisation in
-//!   `timer.rs`).
+//! - [`Timers::expire`] fires every due timer before it returns, so after `expire(now)` every
+//!   timer registered before it with a deadline at or before `now` has fired:
+//!   [`Timers::fired_through`] keeps that `now` as a watermark (see the optimisation in
+//!   `timer.rs`; a registration made later for a deadline already passed, `time::advance`'s,
+//!   waits for the next expiry).
 //! - Timers know only the clock's `Instant`. What a whole turn of the loop did (the timers
 //!   it fired among the I/O events, signals and dumps) is the reactor's `Turn`, in
 //!   `reactor.rs`, which reads [`Expired`] from here.

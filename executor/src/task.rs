@@ -170,7 +170,8 @@ impl<F: Future> Future for TaskFuture<F> {
                     .take()
                     .expect("a finished task is never polled again");
                 if tearing_down {
-                    return Poll::Ready(outcome);
+                    // The handle may have been dropped while the children ran.
+                    return Poll::Ready(route_unobserved_panic(&core, key, outcome));
                 }
                 Poll::Ready(finish(&core, key, outcome))
             }
@@ -245,10 +246,7 @@ fn drop_future<F: Future>(
 /// and remove the node (which wakes whoever waits for it to go).
 fn finish<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
     // The handle may have been dropped while the children finished.
-    let outcome = match outcome {
-        Outcome::Panicked(panicked) => route_panic(core, key, panicked),
-        outcome => outcome,
-    };
+    let outcome = route_unobserved_panic(core, key, outcome);
     #[cfg(feature = "tracing")]
     {
         let id = core.tree().node(key).id;
@@ -282,12 +280,24 @@ fn returned<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
     }
 }
 
-/// The outcome for the handle, with the node's facts it will need once the node is gone.
+/// The outcome for the handle at teardown, with the node's facts it will need once the node
+/// is gone; a panic whose handle is gone goes to the runtime, which reports it at the end of
+/// the teardown (R17: a `Drop` that panics there is not lost with the task).
 fn for_handle<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
     match ended {
         Ended::Returned(value) => Outcome::Returned(value),
-        Ended::Panicked(payload) => Outcome::Panicked(panicked(core, key, payload)),
+        Ended::Panicked(payload) => route_panic(core, key, panicked(core, key, payload)),
         Ended::Aborted => Outcome::Aborted(core.tree().node(key).location),
+    }
+}
+
+/// [`route_panic`] for an outcome that may be a panic: when the task finishes, and at
+/// teardown, since the handle may have been dropped after the future ended.
+#[inline]
+fn route_unobserved_panic<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
+    match outcome {
+        Outcome::Panicked(panicked) => route_panic(core, key, panicked),
+        outcome => outcome,
     }
 }
 
@@ -304,7 +314,7 @@ fn panicked(core: &Core, key: Key, payload: Payload) -> Box<Panicked> {
 
 /// A panic whose `JoinHandle` is gone has nobody to go to: the runtime takes it, and it
 /// cancels the parent's region (R17). Checked when the task panics and again when it
-/// finishes, since the handle may be dropped in between.
+/// finishes (or is torn down), since the handle may be dropped in between.
 #[cold]
 fn route_panic<T>(core: &Core, key: Key, panicked: Box<Panicked>) -> Outcome<T> {
     let tree = core.tree();
@@ -320,6 +330,8 @@ fn route_panic<T>(core: &Core, key: Key, panicked: Box<Panicked>) -> Outcome<T> 
     let Panicked {
         payload, parent, ..
     } = *panicked;
+    // At teardown every region goes anyway: there is nothing left to cancel.
+    let parent = parent.filter(|_| !core.is_tearing_down());
     core.report_unhandled(parent, payload, task);
     Outcome::Reported
 }

@@ -2,8 +2,10 @@
 //! loop, a seeded deadlock report), and runtimes dropped after a failed or abandoned run, whose
 //! tasks' wakers still fire from other threads.
 
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use crate::common::{Log, message, ms, ms_since, paused};
@@ -12,7 +14,7 @@ use crate::support::{
     stash_waker_and_wait, until_cancelled, with_panicking_waker,
 };
 use treeloop::time::{Instant, sleep};
-use treeloop::{Builder, shield, spawn};
+use treeloop::{Builder, shield, spawn, yield_now};
 
 // ---------------------------------------------------------------------------------------
 // Runtimes dropped after a failed or abandoned block_on.
@@ -39,6 +41,80 @@ fn bug_an_unhandled_panic_from_an_abandoned_block_on_resurfaces_in_the_next_one(
         let next = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { 5 })))
             .map_err(|payload| message(&*payload));
         assert_eq!(next, Ok(5));
+    });
+}
+
+/// A task whose handle is gone and whose future panics when the teardown of an abandoned
+/// `block_on` drops it: the panic has nobody to go to, so it is reported (R17), not lost
+/// with the task.
+#[test]
+fn a_panic_of_a_future_dropped_by_the_teardown_is_reported() {
+    no_hang(|| {
+        let reports = Rc::new(RefCell::new(Vec::new()));
+        let sink = reports.clone();
+        let rt = Builder::new()
+            .start_paused(true)
+            .report_sink(move |report| sink.borrow_mut().push(report.to_string()))
+            .build()
+            .expect("runtime");
+        let reraised = panic_message_of(|| {
+            rt.block_on(async {
+                drop(spawn(Bomb {
+                    poll_panic: None,
+                    drop_panic: Some("boom while torn down"),
+                }));
+                // A panic unwinding out of the loop abandons the block_on.
+                shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
+            })
+        });
+        assert_eq!(reraised, "foreign wake boom");
+        let reports = reports.borrow();
+        let about: Vec<_> = reports
+            .iter()
+            .filter(|report| report.contains("boom while torn down"))
+            .collect();
+        assert_eq!(about.len(), 1, "reported once: {reports:?}");
+        assert!(
+            about[0].contains("teardown.rs"),
+            "names the task: {about:?}"
+        );
+    });
+}
+
+/// The same for a task that panicked while its handle was alive and was still waiting for a
+/// child when the handle went: at teardown its stored panic has nobody to go to either.
+#[test]
+fn a_stored_panic_whose_handle_went_while_children_ran_is_reported_at_teardown() {
+    no_hang(|| {
+        let reports = Rc::new(RefCell::new(Vec::new()));
+        let sink = reports.clone();
+        let rt = Builder::new()
+            .start_paused(true)
+            .report_sink(move |report| sink.borrow_mut().push(report.to_string()))
+            .build()
+            .expect("runtime");
+        let reraised = panic_message_of(|| {
+            rt.block_on(async {
+                let parent = spawn(async {
+                    // Deaf to the cancellation the panic sends it: keeps the parent waiting.
+                    drop(spawn(Bomb {
+                        poll_panic: None,
+                        drop_panic: None,
+                    }));
+                    panic!("parent boom, child still running");
+                });
+                yield_now().await.unwrap(); // the parent runs and panics
+                drop(parent);
+                shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
+            })
+        });
+        assert_eq!(reraised, "foreign wake boom");
+        let reports = reports.borrow();
+        let about: Vec<_> = reports
+            .iter()
+            .filter(|report| report.contains("parent boom, child still running"))
+            .collect();
+        assert_eq!(about.len(), 1, "reported once: {reports:?}");
     });
 }
 

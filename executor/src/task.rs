@@ -267,22 +267,16 @@ fn finish<T>(core: &Core, key: Key, outcome: Outcome<T>) -> Outcome<T> {
 fn returned<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
     core.begin_completing(key);
     match ended {
-        Ended::Returned(value) => Outcome::Returned(value),
-        Ended::Panicked(payload) => {
-            core.cancel(key, CancelReason::Failure);
-            let panicked = panicked(core, key, payload);
-            route_panic(core, key, panicked)
-        }
-        Ended::Aborted => {
-            core.cancel(key, CancelReason::Explicit);
-            Outcome::Aborted(core.tree().node(key).location)
-        }
+        Ended::Returned(_) => {}
+        Ended::Panicked(_) => core.cancel(key, CancelReason::Failure),
+        Ended::Aborted => core.cancel(key, CancelReason::Explicit),
     }
+    for_handle(core, key, ended)
 }
 
-/// The outcome for the handle at teardown, with the node's facts it will need once the node
-/// is gone; a panic whose handle is gone goes to the runtime, which reports it at the end of
-/// the teardown (R17: a `Drop` that panics there is not lost with the task).
+/// The outcome for the handle, with the node's facts it will need once the node is gone; a
+/// panic whose handle is gone goes to the runtime (R17). At teardown the runtime reports it
+/// at the teardown's end, so a `Drop` that panics there is not lost with the task.
 fn for_handle<T>(core: &Core, key: Key, ended: Ended<T>) -> Outcome<T> {
     match ended {
         Ended::Returned(value) => Outcome::Returned(value),

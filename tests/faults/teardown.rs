@@ -3,7 +3,7 @@
 //! tasks' wakers still fire from other threads.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -44,36 +44,47 @@ fn bug_an_unhandled_panic_from_an_abandoned_block_on_resurfaces_in_the_next_one(
     });
 }
 
+/// Runs `tasks` as the start of a `block_on` on a paused runtime whose reports are
+/// collected, then abandons that `block_on` (a panic unwinding out of its loop, which tears
+/// the tasks down); returns the reports that mention `text`.
+fn reports_after_abandoning(tasks: impl Future<Output = ()>, text: &str) -> Vec<String> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    let rt = Builder::new()
+        .start_paused(true)
+        .report_sink(move |report| sink.borrow_mut().push(report.to_string()))
+        .build()
+        .expect("runtime");
+    let reraised = panic_message_of(|| {
+        rt.block_on(async {
+            tasks.await;
+            shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
+        })
+    });
+    assert_eq!(reraised, "foreign wake boom");
+    let reports = reports.take();
+    reports
+        .into_iter()
+        .filter(|report| report.contains(text))
+        .collect()
+}
+
 /// A task whose handle is gone and whose future panics when the teardown of an abandoned
 /// `block_on` drops it: the panic has nobody to go to, so it is reported (R17), not lost
 /// with the task.
 #[test]
 fn a_panic_of_a_future_dropped_by_the_teardown_is_reported() {
     no_hang(|| {
-        let reports = Rc::new(RefCell::new(Vec::new()));
-        let sink = reports.clone();
-        let rt = Builder::new()
-            .start_paused(true)
-            .report_sink(move |report| sink.borrow_mut().push(report.to_string()))
-            .build()
-            .expect("runtime");
-        let reraised = panic_message_of(|| {
-            rt.block_on(async {
+        let about = reports_after_abandoning(
+            async {
                 drop(spawn(Bomb {
                     poll_panic: None,
                     drop_panic: Some("boom while torn down"),
                 }));
-                // A panic unwinding out of the loop abandons the block_on.
-                shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
-            })
-        });
-        assert_eq!(reraised, "foreign wake boom");
-        let reports = reports.borrow();
-        let about: Vec<_> = reports
-            .iter()
-            .filter(|report| report.contains("boom while torn down"))
-            .collect();
-        assert_eq!(about.len(), 1, "reported once: {reports:?}");
+            },
+            "boom while torn down",
+        );
+        assert_eq!(about.len(), 1, "reported once: {about:?}");
         assert!(
             about[0].contains("teardown.rs"),
             "names the task: {about:?}"
@@ -86,15 +97,8 @@ fn a_panic_of_a_future_dropped_by_the_teardown_is_reported() {
 #[test]
 fn a_stored_panic_whose_handle_went_while_children_ran_is_reported_at_teardown() {
     no_hang(|| {
-        let reports = Rc::new(RefCell::new(Vec::new()));
-        let sink = reports.clone();
-        let rt = Builder::new()
-            .start_paused(true)
-            .report_sink(move |report| sink.borrow_mut().push(report.to_string()))
-            .build()
-            .expect("runtime");
-        let reraised = panic_message_of(|| {
-            rt.block_on(async {
+        let about = reports_after_abandoning(
+            async {
                 let parent = spawn(async {
                     // Deaf to the cancellation the panic sends it: keeps the parent waiting.
                     drop(spawn(Bomb {
@@ -105,16 +109,10 @@ fn a_stored_panic_whose_handle_went_while_children_ran_is_reported_at_teardown()
                 });
                 yield_now().await.unwrap(); // the parent runs and panics
                 drop(parent);
-                shield(with_panicking_waker(sleep(ms(5)))).await.unwrap();
-            })
-        });
-        assert_eq!(reraised, "foreign wake boom");
-        let reports = reports.borrow();
-        let about: Vec<_> = reports
-            .iter()
-            .filter(|report| report.contains("parent boom, child still running"))
-            .collect();
-        assert_eq!(about.len(), 1, "reported once: {reports:?}");
+            },
+            "parent boom, child still running",
+        );
+        assert_eq!(about.len(), 1, "reported once: {about:?}");
     });
 }
 

@@ -268,7 +268,7 @@ mod errno {
 /// On virtual time, with the reports collected: exact delays, and no real sleep.
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::future::Future;
     use std::rc::Rc;
 
@@ -433,7 +433,7 @@ mod tests {
     /// A listener whose accepts fail with these errors in turn, then connect.
     struct Scripted {
         errors: RefCell<Vec<io::Error>>,
-        accepts: std::cell::Cell<usize>,
+        accepts: Cell<usize>,
     }
 
     impl Scripted {
@@ -442,7 +442,7 @@ mod tests {
             errors.reverse();
             Scripted {
                 errors: RefCell::new(errors),
-                accepts: std::cell::Cell::new(0),
+                accepts: Cell::new(0),
             }
         }
     }
